@@ -1,0 +1,5 @@
+"""Transfer learning of Keras applications under DVC, with a paper written from the run."""
+
+from transfer.data import preprocess_data
+
+__all__ = ["preprocess_data"]

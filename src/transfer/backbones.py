@@ -1,0 +1,165 @@
+"""Keras applications as frozen feature extractors: build, preprocess, split, run in batches.
+
+The extractor is one flat functional model that takes raw RGB images in 0-255:
+
+    image -> Resizing(input_size) -> preprocess -> backbone -> global average pool
+
+`preprocess` reproduces the family's own `preprocess_input` with a fixed, non-trainable
+built-in `Dense(3)` acting on the channel axis (a per-channel affine map, with the RGB->BGR
+swap of the "caffe" families folded into its kernel). Built-in layers only, so the saved
+`.keras` and `.h5` files load with plain `keras.models.load_model`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from transfer.runtime import UserError
+
+FRONT_LAYERS = ("image", "resize", "preprocess")
+
+# How each keras.applications module expects its input (see its `preprocess_input`):
+# None: the model rescales internally; "tf": to [-1, 1]; "torch": ImageNet mean/std on [0, 1];
+# "caffe": RGB->BGR, then the ImageNet BGR mean subtracted.
+PREPROCESSING = {
+    "convnext": None, "efficientnet": None, "efficientnet_v2": None, "mobilenet_v3": None,
+    "densenet": "torch",
+    "resnet": "caffe", "vgg16": "caffe", "vgg19": "caffe",
+    "inception_resnet_v2": "tf", "inception_v3": "tf", "mobilenet": "tf", "mobilenet_v2": "tf",
+    "nasnet": "tf", "resnet_v2": "tf", "xception": "tf",
+}
+_TORCH_MEAN, _TORCH_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
+
+
+def backbone_names() -> list[str]:
+    """Every keras.applications model constructor that this project knows how to preprocess."""
+    return sorted(name for name in dir(keras.applications)
+                  if name[0].isupper() and family(name) in PREPROCESSING)
+
+
+def family(backbone: str) -> str:
+    """The keras.applications module of a backbone, e.g. 'efficientnet' for 'EfficientNetB0'."""
+    constructor = getattr(keras.applications, backbone, None)
+    return getattr(constructor, "__module__", "").rsplit(".", 1)[-1]
+
+
+def check_backbone(backbone: str) -> None:
+    """Raise a UserError listing the valid names if `backbone` is not a known application."""
+    names = backbone_names()
+    if backbone not in names:
+        close = difflib.get_close_matches(backbone, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(f"model.backbone={backbone!r} is not a keras.applications model{hint}; "
+                        f"valid: {', '.join(names)}")
+
+
+def preprocessing_affine(mode: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Kernel (3x3) and bias (3,) with `rgb @ kernel + bias == preprocess_input(rgb)`."""
+    if mode is None:
+        return None
+    if mode == "tf":
+        return np.eye(3) / 127.5, -np.ones(3)
+    if mode == "torch":
+        return np.diag(1 / (255 * _TORCH_STD)), -_TORCH_MEAN / _TORCH_STD
+    if mode == "caffe":
+        return np.eye(3)[::-1], -_CAFFE_MEAN_BGR
+    raise ValueError(f"unknown preprocessing mode {mode!r}")
+
+
+def build_extractor(backbone: str, weights: str, input_size: int, image_size: int,
+                    cut_layer: str | None = None) -> keras.Model:
+    """The frozen feature extractor for raw (image_size, image_size, 3) images in 0-255."""
+    check_backbone(backbone)
+    image = keras.Input((image_size, image_size, 3), name="image")
+    x = image
+    if input_size != image_size:
+        x = keras.layers.Resizing(input_size, input_size, name="resize")(x)
+    affine = preprocessing_affine(PREPROCESSING[family(backbone)])
+    if affine is not None:
+        preprocess = keras.layers.Dense(3, name="preprocess", trainable=False)
+        x = preprocess(x)
+        preprocess.set_weights([a.astype("float32") for a in affine])
+    try:
+        base = getattr(keras.applications, backbone)(
+            include_top=False, weights=None if weights == "none" else weights,
+            input_tensor=x, pooling=None if cut_layer else "avg")
+    except ValueError as e:
+        raise UserError(f"model.input_size={input_size} does not fit {backbone}: {e}") from e
+    if cut_layer:
+        names = [layer.name for layer in base.layers]
+        if cut_layer not in names:
+            close = difflib.get_close_matches(cut_layer, names, n=3)
+            raise UserError(f"model.cut_layer={cut_layer!r} is not a layer of {backbone}; "
+                            f"close names: {', '.join(close) or 'none'}")
+        pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(
+            base.get_layer(cut_layer).output)
+        base = keras.Model(image, pooled)
+    base.trainable = False
+    return keras.Model(image, base.output, name=f"{backbone}_extractor")
+
+
+def backbone_layers(extractor: keras.Model) -> list[keras.layers.Layer]:
+    """The extractor's backbone layers in order: no input, resize, preprocess or final pooling."""
+    return [layer for layer in extractor.layers[:-1] if layer.name not in FRONT_LAYERS
+            and not isinstance(layer, keras.layers.InputLayer)]
+
+
+def unfreeze_top(extractor: keras.Model, n_layers: int) -> list[keras.layers.Layer]:
+    """Make the top `n_layers` backbone layers trainable, except BatchNormalization.
+
+    BatchNormalization layers stay non-trainable, which in Keras 3 also runs them in inference
+    mode: their moving statistics never change. Returns the top layers (trainable or not).
+    """
+    layers = backbone_layers(extractor)
+    if n_layers > len(layers):
+        raise UserError(f"finetune.layers={n_layers} is not allowed: {extractor.name} has "
+                        f"{len(layers)} backbone layers")
+    top = layers[len(layers) - n_layers:]
+    extractor.trainable = True
+    for layer in extractor.layers:
+        layer.trainable = False
+    for layer in top:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    return top
+
+
+def _inbound(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers whose outputs `layer` consumes."""
+    return [t._keras_history.operation for node in layer._inbound_nodes
+            for t in node.input_tensors]
+
+
+def split_below(extractor: keras.Model,
+                first: keras.layers.Layer) -> tuple[keras.Model, keras.Model]:
+    """Split the extractor into (bottom, top) at the deepest single tensor below layer `first`.
+
+    Everything above the cut depends on the input only through that one tensor, so the bottom
+    can be run once and its output cached, while the top is trained on the cached tensors.
+    """
+    layers = extractor.layers
+    position = {id(layer): i for i, layer in enumerate(layers)}
+    # lowest[i]: the lowest layer position read by any layer at position >= i.
+    lowest = [len(layers)] * (len(layers) + 1)
+    for i in range(len(layers) - 1, -1, -1):
+        reads = [position[id(src)] for src in _inbound(layers[i])]
+        lowest[i] = min([lowest[i + 1], *reads])
+    cut = max(c for c in range(position[id(first)]) if lowest[c + 1] >= c)
+    tensor = layers[cut].output
+    return keras.Model(extractor.input, tensor), keras.Model(tensor, extractor.output)
+
+
+def predict_batches(model: keras.Model, x: np.ndarray, batch_size: int, out: np.ndarray,
+                    desc: str = "", transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                    ) -> None:
+    """Write `model(transform(x))` into `out` batch by batch (x, out may be memory-mapped)."""
+    for start in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", mininterval=2):
+        batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
+        if transform is not None:
+            batch = transform(batch)
+        out[start:start + batch_size] = model.predict_on_batch(batch)

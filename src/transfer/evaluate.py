@@ -1,0 +1,86 @@
+"""Stage `evaluate`: score the head-only and the fine-tuned model on the test set; export.
+
+The exported model takes raw images in 0-255 (Resizing, backbone preprocessing, base, head),
+is compiled, and saved as `models/model.keras` and `models/cifar10.h5`. Writes
+`metrics/evaluate.json` and `eval/predictions.csv` (one row per test image; `dvc plots`
+draws the confusion matrix from its `actual` and `predicted` columns).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from transfer.backbones import predict_batches
+from transfer.data import load_split
+from transfer.features import OUT as FEATURES
+from transfer.fetch import OUT as PREPARED
+from transfer.finetune import MODEL as FINETUNED
+from transfer.params import load_params
+from transfer.runtime import atomic_path, read_json, run_stage, write_json
+from transfer.train import HEAD
+
+EXPORTS = (Path("models/model.keras"), Path("models/cifar10.h5"))
+METRICS = Path("metrics/evaluate.json")
+PREDICTIONS = Path("eval/predictions.csv")
+
+
+def scores(probs: np.ndarray, labels: np.ndarray, classes: list[str], top_k: int) -> dict:
+    """Accuracy, cross-entropy loss, top-k accuracy and per-class accuracy of predictions."""
+    k = min(top_k, len(classes))
+    predicted = probs.argmax(axis=1)
+    true_prob = probs[np.arange(len(labels)), labels]
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    correct = predicted == labels
+    return {
+        "accuracy": float(correct.mean()),
+        "loss": float(-np.log(np.clip(true_prob, 1e-7, 1)).mean()),
+        f"top_{k}_accuracy": float((top == labels[:, None]).any(axis=1).mean()),
+        "correct": int(correct.sum()),
+        "count": len(labels),
+        "per_class_accuracy": {c: float(correct[labels == i].mean())
+                               for i, c in enumerate(classes)},
+        "per_class_count": {c: int((labels == i).sum()) for i, c in enumerate(classes)},
+    }
+
+
+def write_predictions(path: Path, classes: list[str], labels: np.ndarray,
+                      finetuned: np.ndarray, head: np.ndarray) -> None:
+    """One CSV row per test image: true class, both models' predictions and confidences."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "actual", "predicted", "confidence",
+                         "head_predicted", "head_confidence"])
+        for i, (y, pf, ph) in enumerate(zip(labels, finetuned, head)):
+            writer.writerow([i, classes[y], classes[pf.argmax()], f"{pf.max():.6f}",
+                             classes[ph.argmax()], f"{ph.max():.6f}"])
+
+
+def main() -> None:
+    """Evaluate both models on the test split and export the compiled fine-tuned model."""
+    params = load_params()
+    p = params.evaluate
+    classes = read_json(PREPARED / "classes.json")
+    x_test, y_test = load_split(PREPARED, "test")
+    model = keras.models.load_model(FINETUNED)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    finetuned = np.zeros((len(y_test), len(classes)), dtype=np.float32)
+    predict_batches(model, x_test, p.batch_size, finetuned, desc="test")
+    head = keras.models.load_model(HEAD).predict(
+        np.load(FEATURES / "test_x.npy").astype(np.float32), batch_size=1024, verbose=0)
+    for path in EXPORTS:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+    write_predictions(PREDICTIONS, classes, y_test, finetuned, head)
+    metrics = {"head": scores(head, y_test, classes, p.top_k),
+               "finetuned": scores(finetuned, y_test, classes, p.top_k)}
+    write_json(METRICS, metrics)
+    print(f"evaluate: test accuracy head-only {metrics['head']['accuracy']:.4f}, "
+          f"fine-tuned {metrics['finetuned']['accuracy']:.4f} on {len(y_test)} images")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,226 @@
+"""Typed, validated view of `params.yaml`: one frozen dataclass per section."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from transfer.runtime import UserError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamError(UserError):
+    """A value in params.yaml that is missing, unknown, of the wrong type or out of range."""
+
+
+def _require(ok: bool, key: str, value: object, allowed: str) -> None:
+    """Raise a one-line ParamError naming `key`, its `value` and what is `allowed`."""
+    if not ok:
+        raise ParamError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """`data`: where the images come from and how the training set is split."""
+
+    source: str = "cifar10"
+    path: str = ""
+    image_size: int = 32
+    fraction: float = 1.0
+    val_split: float = 0.1
+
+    def check(self) -> None:
+        """Validate ranges and the combination of source and path."""
+        _require(self.source in ("cifar10", "folder"), "data.source", self.source,
+                 "'cifar10' or 'folder'")
+        _require(self.source == "cifar10" or bool(self.path), "data.path", self.path,
+                 "a directory, .tar.gz or .zip when data.source is 'folder'")
+        if self.source == "folder":
+            _require(Path(self.path).exists(), "data.path", self.path, "a path that exists")
+        _require(8 <= self.image_size <= 1024, "data.image_size", self.image_size,
+                 "an integer in [8, 1024]")
+        _require(0 < self.fraction <= 1, "data.fraction", self.fraction, "a number in (0, 1]")
+        _require(0 < self.val_split < 1, "data.val_split", self.val_split, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """`model`: the Keras application used as the frozen base."""
+
+    backbone: str = "EfficientNetB0"
+    input_size: int = 224
+    weights: str = "imagenet"
+    cut_layer: str | None = None
+
+    def check(self) -> None:
+        """Validate the input size and the weights choice (backbone names are checked later)."""
+        _require(32 <= self.input_size <= 1024, "model.input_size", self.input_size,
+                 "an integer in [32, 1024]")
+        _require(self.weights in ("imagenet", "none") or Path(self.weights).is_file(),
+                 "model.weights", self.weights, "'imagenet', 'none' or an existing weights file")
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    """`features`: how the frozen base is run over the images."""
+
+    batch_size: int = 64
+
+    def check(self) -> None:
+        """Validate the batch size."""
+        _require(self.batch_size >= 1, "features.batch_size", self.batch_size, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """`train`: the classification head fitted on cached features."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    dropout: float = 0.2
+    hidden_units: int = 0
+    patience: int = 3
+
+    def check(self) -> None:
+        """Validate counts and rates."""
+        _require(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
+        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        _require(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "a number > 0")
+        _require(0 <= self.dropout < 1, "train.dropout", self.dropout, "a number in [0, 1)")
+        _require(self.hidden_units >= 0, "train.hidden_units", self.hidden_units,
+                 "an integer >= 0 (0: no hidden layer)")
+        _require(self.patience >= 1, "train.patience", self.patience, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """`finetune.augment`: Keras preprocessing layers applied while fine-tuning."""
+
+    flip: bool = True
+    rotation: float = 0.0
+    zoom: float = 0.0
+    translation: float = 0.0
+
+    def check(self) -> None:
+        """Validate the augmentation factors."""
+        for name in ("rotation", "zoom", "translation"):
+            value = getattr(self, name)
+            _require(0 <= value < 1, f"finetune.augment.{name}", value, "a number in [0, 1)")
+
+    @property
+    def flip_only(self) -> bool:
+        """True when no augmentation other than a horizontal flip is asked for."""
+        return self.rotation == self.zoom == self.translation == 0
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """`finetune`: the top layers of the base unfrozen and trained with the head."""
+
+    layers: int = 20
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-5
+    augment: AugmentParams = field(default_factory=AugmentParams)
+
+    def check(self) -> None:
+        """Validate counts and rates."""
+        _require(self.layers >= 0, "finetune.layers", self.layers, "an integer >= 0 (0: skip)")
+        _require(self.epochs >= 0, "finetune.epochs", self.epochs, "an integer >= 0")
+        _require(self.batch_size >= 1, "finetune.batch_size", self.batch_size, "an integer >= 1")
+        _require(self.learning_rate > 0, "finetune.learning_rate", self.learning_rate,
+                 "a number > 0")
+        self.augment.check()
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """`evaluate`: test-set scoring of the exported model."""
+
+    batch_size: int = 128
+    top_k: int = 3
+
+    def check(self) -> None:
+        """Validate the batch size and k."""
+        _require(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")
+        _require(self.top_k >= 1, "evaluate.top_k", self.top_k, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml."""
+
+    seed: int = 42
+    data: DataParams = field(default_factory=DataParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    features: FeaturesParams = field(default_factory=FeaturesParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    finetune: FinetuneParams = field(default_factory=FinetuneParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def check(self) -> None:
+        """Validate every section."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value.check()
+
+
+def _type_name(tp: object) -> str:
+    """A short name for a field type, as shown in error messages."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args else tp
+    name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return name.get(base, "a mapping")
+
+
+def _coerce(value: object, tp: object, key: str) -> object:
+    """Check `value` against the field type `tp` (ints are accepted where floats are)."""
+    optional = isinstance(tp, types.UnionType) and type(None) in typing.get_args(tp)
+    if value is None and optional:
+        return None
+    base = next(a for a in typing.get_args(tp) or (tp,) if a is not type(None))
+    if dataclasses.is_dataclass(base):
+        return _build(base, value, key)
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ParamError(f"{key}={value!r} has the wrong type: expected {_type_name(tp)}")
+    return value
+
+
+def _build(cls: type, raw: object, prefix: str) -> object:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys with a suggestion."""
+    if not isinstance(raw, dict):
+        raise ParamError(f"{prefix or 'params.yaml'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
+            raise ParamError(f"unknown parameter '{full}'{hint}")
+        values[key] = _coerce(value, hints[key], full)
+    return cls(**values)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read, type-check and validate params.yaml; raise ParamError on the first problem."""
+    if not path.is_file():
+        raise ParamError(f"{path} not found: run from the project root")
+    with path.open() as f:
+        raw = yaml.safe_load(f) or {}
+    params = _build(Params, raw, "")
+    params.check()
+    return params

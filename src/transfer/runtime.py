@@ -1,0 +1,70 @@
+"""Plumbing shared by every stage: user errors, seeding, atomic outputs and JSON files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's `main`, turning a UserError into a one-line message and exit code 2."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow/Keras from one number."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `target` (file or directory) and move it into place on success.
+
+    The temporary name keeps the target's suffix, so writers that choose a format by extension
+    (Keras: `.keras`, `.h5`) still work. On any error the temporary is removed and the target is
+    left as it was: a killed or failed stage never leaves a half-written output behind.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Write `data` as stable, indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> object:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,83 @@
+"""Stage `train`: fit the classification head on the cached features (the base never runs).
+
+Keeps the best validation epoch (ModelCheckpoint), stops early, and logs curves to
+TensorBoard and DVCLive. Writes `models/head.keras` and `dvclive/train/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+
+from transfer.features import OUT as FEATURES
+from transfer.fetch import OUT as PREPARED
+from transfer.params import TrainParams, load_params
+from transfer.runtime import atomic_path, read_json, run_stage, seed_everything
+
+HEAD = Path("models/head.keras")
+LIVE = Path("dvclive/train")
+TENSORBOARD = Path("logs/train")
+
+
+def build_head(feature_dim: int, num_classes: int, p: TrainParams) -> keras.Sequential:
+    """Dropout, an optional hidden ReLU layer, and a softmax classifier."""
+    layers = [keras.Input((feature_dim,)), keras.layers.Dropout(p.dropout)]
+    if p.hidden_units:
+        layers += [keras.layers.Dense(p.hidden_units, activation="relu"),
+                   keras.layers.Dropout(p.dropout)]
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+    return keras.Sequential(layers, name="head")
+
+
+def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cached features of one split as float32, with labels."""
+    return (np.load(FEATURES / f"{split}_x.npy").astype(np.float32),
+            np.load(FEATURES / f"{split}_y.npy"))
+
+
+def fit_logged(model: keras.Model, live_dir: Path, tensorboard_dir: Path, checkpoint: Path,
+               patience: int | None, first_epoch: int = 0, **fit_args) -> dict:
+    """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive and
+    TensorBoard with epochs numbered from `first_epoch`; returns the DVCLive summary."""
+    callbacks = [keras.callbacks.ModelCheckpoint(
+                     checkpoint, monitor="val_accuracy", save_best_only=True,
+                     save_weights_only=str(checkpoint).endswith(".weights.h5")),
+                 keras.callbacks.TensorBoard(tensorboard_dir)]
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        live.step = first_epoch
+        history = model.fit(initial_epoch=first_epoch, verbose=2,
+                            callbacks=[*callbacks, DVCLiveCallback(live=live)], **fit_args)
+        val = history.history["val_accuracy"]
+        best = int(np.argmax(val))
+        live.summary.update(epochs=first_epoch + len(val), best_epoch=first_epoch + best,
+                            best_val_accuracy=float(val[best]),
+                            best_val_loss=float(history.history["val_loss"][best]))
+    return live.summary
+
+
+def main() -> None:
+    """Train the head on features/ and save the best epoch as models/head.keras."""
+    params = load_params()
+    p = params.train
+    seed_everything(params.seed)
+    classes = read_json(PREPARED / "classes.json")
+    x_train, y_train = load_features("train")
+    head = build_head(x_train.shape[1], len(classes), p)
+    head.compile(keras.optimizers.Adam(p.learning_rate), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
+    with atomic_path(HEAD) as checkpoint:
+        summary = fit_logged(head, LIVE, TENSORBOARD, checkpoint, p.patience,
+                             x=x_train, y=y_train, validation_data=load_features("val"),
+                             epochs=p.epochs, batch_size=p.batch_size)
+    print(f"train: best val_accuracy {summary['best_val_accuracy']:.4f} "
+          f"at epoch {summary['best_epoch']} of {summary['epochs']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
