@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,12 +19,19 @@ class UserError(Exception):
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`, turning a UserError into a one-line message and exit code 2."""
+    """Run a stage's `main`, turning a UserError into a one-line message and exit code 2.
+
+    On success, prints the stage's wall time and peak resident memory.
+    """
+    start = time.perf_counter()
     try:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"{Path(sys.argv[0]).stem}: {time.perf_counter() - start:.1f} s wall, "
+          f"peak memory {peak_gb:.2f} GB", file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:
