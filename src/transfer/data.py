@@ -54,8 +54,11 @@ def opened_folder(path: str | Path) -> Iterator[Path]:
     if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise DataError(f"{path}: not a directory or an archive ({', '.join(ARCHIVE_SUFFIXES)})")
     with tempfile.TemporaryDirectory(prefix="transfer-unpack-") as tmp:
+        # Tar members are sanitised by the "data" filter; zipfile sanitises names itself and
+        # takes no filter argument.
+        safety = {} if path.name.lower().endswith(".zip") else {"filter": "data"}
         try:
-            shutil.unpack_archive(path, tmp, filter="data")
+            shutil.unpack_archive(path, tmp, **safety)
         except (shutil.ReadError, OSError, EOFError) as e:
             raise DataError(f"{path}: cannot unpack archive ({e})") from e
         yield Path(tmp)
@@ -106,6 +109,8 @@ def scan_folder(root: Path) -> FolderDataset:
 
 def to_rgb_array(image: Image.Image, size: int) -> np.ndarray:
     """Convert any PIL image (grayscale, RGBA, palette...) to RGB uint8 of size x size."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grayscale: keep the top 8 bits
+        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8))
     image = image.convert("RGB")
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)

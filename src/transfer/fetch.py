@@ -23,13 +23,16 @@ from transfer.data import (
     write_images,
 )
 from transfer.params import DataParams, load_params
-from transfer.runtime import atomic_path, run_stage, write_json
+from transfer.runtime import UserError, atomic_path, run_stage, write_json
 
 OUT = Path("data/prepared")
 
 
 def write_split(out: Path, split: str, labels: np.ndarray, size: int, load) -> None:
     """Write one split's images (decoded by `load(i)`) and labels into `out`."""
+    if not len(labels):
+        raise UserError(f"the {split} split is empty: raise data.fraction or data.val_split "
+                        "(every class needs at least 2 training images for a validation split)")
     write_images(out / f"{split}_x.npy", len(labels), size, load)
     np.save(out / f"{split}_y.npy", labels.astype(np.int64))
 

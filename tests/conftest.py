@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny generated image folders and workspaces laid out like the project root."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck"]
+
+
+def make_image_folder(root: Path, classes: list[str], n_train: int, n_test: int,
+                      size: int = 16, suffix: str = ".png", seed: int = 0) -> Path:
+    """Write train/<class>/ and test/<class>/ RGB images whose colour depends on the class."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            hue = np.array([(c * 97) % 256, (c * 53 + 80) % 256, (c * 151 + 160) % 256])
+            for i in range(n):
+                pixels = np.clip(hue + rng.normal(0, 30, (size, size, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:03d}{suffix}")
+    return root
+
+
+def write_params(workdir: Path, **sections: dict) -> Path:
+    """Write params.yaml in `workdir`: the project's own, with `sections` merged over it."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(value, dict):
+                    params[name][key].update(value)
+                else:
+                    params[name][key] = value
+        else:
+            params[name] = values
+    path = workdir / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def tiny_params(data_path: Path, **overrides: dict) -> dict:
+    """Params for a seconds-long run: tiny images, a small random-weight backbone, few epochs."""
+    sections = {
+        "data": {"source": "folder", "path": str(data_path), "image_size": 16, "val_split": 0.25},
+        "model": {"backbone": "MobileNetV2", "input_size": 32, "weights": "none"},
+        "features": {"batch_size": 16},
+        "train": {"epochs": 2, "batch_size": 16, "patience": 2},
+        "finetune": {"layers": 10, "epochs": 1, "batch_size": 16},
+        "evaluate": {"batch_size": 16},
+    }
+    for name, values in overrides.items():
+        sections.setdefault(name, {}).update(values)
+    return sections
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project root as the current directory."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three classes, 8 train and 3 test images each, 16x16 PNG."""
+    return make_image_folder(tmp_path_factory.mktemp("tiny"), ["cat", "dog", "fox"], 8, 3)
+
+
+@pytest.fixture(scope="session")
+def cifar_like_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ten CIFAR-10 classes, 6 train and 2 test images each, 32x32 JPEG."""
+    return make_image_folder(tmp_path_factory.mktemp("cifar"), CIFAR_CLASSES, 6, 2,
+                             size=32, suffix=".jpg")
+
+
+def copy_project(dest: Path) -> None:
+    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, src/) into `dest`."""
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__",
+                                                                              "*.egg-info"))
+
+
+def run_stages(*names: str) -> None:
+    """Run pipeline stages in this process, in the current directory, as `dvc repro` would."""
+    for name in names:
+        importlib.import_module(f"transfer.{name}").main()
+
+
+def hand_built_features(model, backbone: str, input_size: int, images: np.ndarray) -> np.ndarray:
+    """`base(preprocess_input(resize(images)))` built by hand from keras.applications, with the
+    backbone weights copied (in order) from `model`, an extractor or an exported classifier."""
+    import keras
+    import tensorflow as tf
+
+    from transfer.backbones import family
+
+    reference = getattr(keras.applications, backbone)(
+        include_top=False, weights=None, input_shape=(input_size, input_size, 3), pooling="avg")
+    ours = [layer for layer in model.layers
+            if layer.weights and layer.name not in ("preprocess", "head")]
+    theirs = [layer for layer in reference.layers if layer.weights]
+    assert len(ours) == len(theirs)
+    for mine, ref in zip(ours, theirs):
+        ref.set_weights(mine.get_weights())
+    module = importlib.import_module(f"keras.applications.{family(backbone)}")
+    resized = tf.image.resize(images.astype(np.float32), (input_size, input_size)).numpy()
+    return reference.predict(module.preprocess_input(resized), verbose=0)

@@ -1,0 +1,102 @@
+"""Backbones: names, preprocessing parity with keras.applications, train/serve consistency."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import hand_built_features
+
+from transfer.backbones import (
+    PREPROCESSING,
+    backbone_names,
+    build_extractor,
+    check_backbone,
+    preprocessing_affine,
+    split_below,
+    unfreeze_top,
+)
+from transfer.runtime import UserError
+
+# One backbone per preprocessing mode whose random-weight outputs are not vanishingly small.
+FAMILIES = ["ResNet50V2", "DenseNet121", "VGG16", "ConvNeXtTiny"]
+
+
+def test_backbone_names_cover_the_issue_list():
+    """The families the project promises are all accepted."""
+    names = backbone_names()
+    for name in ("EfficientNetB0", "EfficientNetB7", "EfficientNetV2S", "ResNet50", "ResNet152V2",
+                 "MobileNetV2", "MobileNetV3Small", "InceptionV3", "Xception", "DenseNet121",
+                 "ConvNeXtTiny", "VGG16", "VGG19"):
+        assert name in names
+
+
+def test_unknown_backbone_lists_the_valid_names():
+    """A typo is rejected with a suggestion and the full list of valid names."""
+    with pytest.raises(UserError) as err:
+        check_backbone("EfficientNetB9")
+    message = str(err.value)
+    assert "model.backbone='EfficientNetB9'" in message
+    assert "did you mean" in message and "ResNet50V2" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("module", sorted(PREPROCESSING))
+def test_affine_matches_preprocess_input(module):
+    """`rgb @ kernel + bias` equals each family's own preprocess_input on random pixels."""
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
+    affine = preprocessing_affine(PREPROCESSING[module])
+    actual = pixels if affine is None else pixels @ affine[0] + affine[1]
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+def test_extractor_equals_hand_built_pipeline(backbone):
+    """extractor(x) == base(preprocess_input(resize(x))), built by hand with the same weights."""
+    keras.utils.set_random_seed(1)
+    extractor = build_extractor(backbone, "none", input_size=40, image_size=24)
+    images = np.random.default_rng(2).uniform(0, 255, (3, 24, 24, 3)).astype(np.float32)
+    expected = hand_built_features(extractor, backbone, 40, images)
+    actual = extractor.predict(images, verbose=0)
+    assert expected.std() > 1e-4, "degenerate reference: the comparison would prove nothing"
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_cut_layer_pools_that_layer():
+    """model.cut_layer takes the named layer's output, globally average-pooled."""
+    extractor = build_extractor("MobileNetV2", "none", 32, 32, cut_layer="block_6_expand_relu")
+    assert extractor.output.shape == (None, 192)
+    with pytest.raises(UserError, match="cut_layer=.block_6_expand_rel.*block_6_expand_relu"):
+        build_extractor("MobileNetV2", "none", 32, 32, cut_layer="block_6_expand_rel")
+
+
+def test_input_too_small_is_a_user_error():
+    """InceptionV3 needs 75 px; a smaller input_size is a one-line UserError."""
+    with pytest.raises(UserError, match="model.input_size=32 does not fit InceptionV3"):
+        build_extractor("InceptionV3", "none", 32, 32)
+
+
+def test_split_below_reproduces_the_extractor():
+    """bottom then top equals the whole extractor, and the cut lies below every unfrozen layer."""
+    keras.utils.set_random_seed(3)
+    extractor = build_extractor("EfficientNetB0", "none", 32, 32)
+    top_layers = unfreeze_top(extractor, 20)
+    bottom, top = split_below(extractor, top_layers[0])
+    assert not set(map(id, bottom.layers)) & set(map(id, top_layers))
+    assert {id(layer) for layer in top_layers} <= set(map(id, top.layers))
+    images = np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    whole = extractor.predict(images, verbose=0)
+    np.testing.assert_array_equal(top.predict(bottom.predict(images, verbose=0), verbose=0), whole)
+
+
+def test_unfreeze_top_keeps_batchnorm_frozen():
+    """Exactly the top non-BatchNorm layers become trainable; too many layers is an error."""
+    extractor = build_extractor("MobileNetV2", "none", 32, 32)
+    top = unfreeze_top(extractor, 12)
+    trainable = [layer for layer in extractor.layers if layer.trainable and layer.weights]
+    expected = [layer for layer in top if layer.weights
+                and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert trainable == expected and expected
+    assert not extractor.get_layer("preprocess").trainable
+    with pytest.raises(UserError, match="finetune.layers=1000"):
+        unfreeze_top(extractor, 1000)

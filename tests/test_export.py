@@ -1,0 +1,68 @@
+"""The exported model: `.h5` round trip, preprocess_data contract, train/serve consistency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import hand_built_features, run_stages, tiny_params, write_params
+
+from transfer import preprocess_data
+from transfer.runtime import read_json
+
+
+@pytest.mark.parametrize("backbone", ["ResNet50", "DenseNet121", "ResNet50V2"])
+def test_h5_round_trip_and_consistency(workdir, cifar_like_folder, backbone):
+    """cifar10.h5 evaluates like the pipeline's metrics; its base matches the cached features
+    and a hand-built `base(preprocess_input(resize(x)))`."""
+    write_params(workdir, **tiny_params(
+        cifar_like_folder, data={"image_size": 32, "val_split": 0.2},
+        model={"backbone": backbone, "input_size": 40}, finetune={"layers": 3}))
+    run_stages("fetch", "features", "train", "finetune", "evaluate")
+    x_test, y_test = np.load("data/prepared/test_x.npy"), np.load("data/prepared/test_y.npy")
+
+    X_p, Y_p = preprocess_data(x_test, y_test)
+    model = keras.models.load_model("models/cifar10.h5")
+    loss, accuracy = model.evaluate(X_p, Y_p, batch_size=128, verbose=0)
+    metrics = read_json("metrics/evaluate.json")["finetuned"]
+    assert accuracy == pytest.approx(metrics["accuracy"])
+    assert loss == pytest.approx(metrics["loss"], rel=1e-4)
+    native = keras.models.load_model("models/model.keras")
+    np.testing.assert_allclose(model.predict(X_p, verbose=0), native.predict(X_p, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+    base = keras.Model(model.input, model.get_layer("head").input)
+    exported = base.predict(X_p, verbose=0)
+    assert exported.std() > 1e-4, "degenerate features: the comparison would prove nothing"
+    np.testing.assert_allclose(exported, hand_built_features(model, backbone, 40, x_test),
+                               rtol=1e-4, atol=1e-4 * np.abs(exported).max())
+    extractor = keras.models.load_model("models/extractor.keras")  # the base before fine-tuning
+    assert_features_equal(np.load("features/test_x.npy"), extractor.predict(X_p, verbose=0))
+
+
+def assert_features_equal(cached: np.ndarray, computed: np.ndarray) -> None:
+    """Cached float16 features equal freshly computed ones up to float16 rounding."""
+    cached = cached.astype(np.float32)
+    np.testing.assert_allclose(cached, computed, rtol=2e-3, atol=1e-3 * np.abs(cached).max())
+
+
+def test_h5_without_finetuning_serves_the_cached_features(workdir, cifar_like_folder):
+    """With finetune.layers=0 the exported base computes exactly the cached features, and a
+    plain Python with only Keras (no custom objects) loads and runs cifar10.h5."""
+    write_params(workdir, **tiny_params(cifar_like_folder, data={"image_size": 32},
+                                        model={"backbone": "ResNet50", "input_size": 40},
+                                        finetune={"layers": 0}))
+    run_stages("fetch", "features", "train", "finetune", "evaluate")
+    x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
+                                     np.load("data/prepared/test_y.npy"))
+    model = keras.models.load_model("models/cifar10.h5")
+    base = keras.Model(model.input, model.get_layer("head").input)
+    assert_features_equal(np.load("features/test_x.npy"), base.predict(x_test, verbose=0))
+    code = ("import keras, numpy as np; m = keras.models.load_model('models/cifar10.h5'); "
+            "print(m.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().endswith("(1, 10)")

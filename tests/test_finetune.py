@@ -1,0 +1,52 @@
+"""Fine-tuning: frozen weights and BatchNorm statistics stay bit-identical; the top learns."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import run_stages, tiny_params, write_params
+
+from transfer.backbones import backbone_layers
+from transfer.runtime import read_json
+
+
+@pytest.mark.parametrize("augment", [{"flip": True},  # activation cache, flip drawn per epoch
+                                     {"flip": False, "rotation": 0.1}],  # images every step
+                         ids=["cached", "images"])
+def test_only_the_unfrozen_top_changes(workdir, tiny_folder, augment):
+    """After fitting, every frozen weight and every BN statistic equals the extractor's."""
+    write_params(workdir, **tiny_params(
+        tiny_folder, model={"backbone": "EfficientNetB0", "input_size": 32},
+        finetune={"layers": 20, "epochs": 2, "learning_rate": 0.01, "augment": augment}))
+    run_stages("fetch", "features", "train", "finetune")
+    before = keras.models.load_model("models/extractor.keras")
+    after = keras.models.load_model("models/finetuned.keras")
+    layers = backbone_layers(before)
+    top = {layer.name for layer in layers[-20:]}
+    changed = set()
+    for layer in layers:
+        if not layer.weights:
+            continue
+        old = layer.get_weights()
+        new = after.get_layer(layer.name).get_weights()
+        same = all(np.array_equal(a, b) for a, b in zip(old, new))
+        if isinstance(layer, keras.layers.BatchNormalization) or layer.name not in top:
+            assert same, f"{layer.name} changed but is frozen"
+        elif not same:
+            changed.add(layer.name)
+    assert changed, "no unfrozen layer was updated"
+    assert any(isinstance(before.get_layer(n), keras.layers.BatchNormalization) for n in top)
+    summary = read_json("dvclive/finetune/metrics.json")
+    assert summary["epochs"] == read_json("dvclive/train/metrics.json")["epochs"] + 2
+
+
+def test_zero_layers_skips_training_but_writes_outputs(workdir, tiny_folder):
+    """finetune.layers=0 exports extractor + head unchanged and still writes its metrics."""
+    write_params(workdir, **tiny_params(tiny_folder, finetune={"layers": 0}))
+    run_stages("fetch", "features", "train", "finetune")
+    final = keras.models.load_model("models/finetuned.keras")
+    extractor = keras.models.load_model("models/extractor.keras")
+    for a, b in zip(extractor.weights, final.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert read_json("dvclive/finetune/metrics.json")["skipped"] is True

@@ -1,0 +1,182 @@
+"""params.yaml validation: unknown keys, types, ranges and the one-line error of a stage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, write_params
+
+from transfer.params import ParamError, Params, load_params
+from transfer.runtime import UserError
+
+
+def load_error(workdir: Path, **sections: dict) -> str:
+    """Write params with `sections` merged in, load them and return the ParamError message."""
+    write_params(workdir, **sections)
+    with pytest.raises(ParamError) as err:
+        load_params()
+    assert isinstance(err.value, UserError)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_project_params_load(workdir):
+    """The project's own params.yaml loads, and every value in it reaches the dataclasses."""
+    write_params(workdir)
+    params = load_params()
+    assert isinstance(params, Params)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params.seed == raw["seed"]
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            loaded = getattr(getattr(params, section), key)
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    assert getattr(loaded, sub) == sub_value, f"{section}.{key}.{sub}"
+            else:
+                assert loaded == value, f"{section}.{key}"
+
+
+def test_missing_params_file(workdir):
+    """Without params.yaml in the current directory the error says so."""
+    with pytest.raises(ParamError, match="params.yaml not found"):
+        load_params()
+
+
+def test_unknown_key_suggests_the_closest_name(workdir):
+    """A misspelt key is named in full, with a did-you-mean suggestion."""
+    message = load_error(workdir, train={"epoch": 10})
+    assert "'train.epoch'" in message
+    assert "did you mean 'epochs'" in message
+
+
+def test_unknown_key_without_close_match_lists_known_keys(workdir):
+    """A key that resembles nothing is rejected with the list of valid keys."""
+    message = load_error(workdir, train={"zzzz": 1})
+    assert "'train.zzzz'" in message
+    assert "known keys:" in message and "epochs" in message and "patience" in message
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ("bogus", "known keys: seed, data"),
+    ("trian", "did you mean 'train'"),
+])
+def test_unknown_section(workdir, section, expected):
+    """An unknown top-level section is named, with a suggestion or the known sections."""
+    message = load_error(workdir, **{section: 1})
+    assert f"unknown parameter '{section}'" in message
+    assert expected in message
+
+
+def test_section_must_be_a_mapping(workdir):
+    """A section given as a scalar is rejected, naming the section."""
+    message = load_error(workdir, data=5)
+    assert "data must be a mapping" in message
+
+
+@pytest.mark.parametrize(("sections", "key", "expected"), [
+    ({"train": {"epochs": "ten"}}, "train.epochs='ten'", "an integer"),
+    ({"train": {"epochs": True}}, "train.epochs=True", "an integer"),
+    ({"train": {"epochs": 2.5}}, "train.epochs=2.5", "an integer"),
+    ({"finetune": {"learning_rate": "fast"}}, "finetune.learning_rate='fast'", "a number"),
+    ({"finetune": {"learning_rate": False}}, "finetune.learning_rate=False", "a number"),
+    ({"model": {"backbone": 3}}, "model.backbone=3", "a string"),
+    ({"finetune": {"augment": {"flip": "yes"}}}, "finetune.augment.flip='yes'", "true or false"),
+])
+def test_wrong_type(workdir, sections, key, expected):
+    """A value of the wrong type is named with the expected type."""
+    message = load_error(workdir, **sections)
+    assert key in message
+    assert f"wrong type: expected {expected}" in message
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("data", "fraction", 0),
+    ("data", "fraction", 1.5),
+    ("data", "val_split", 0),
+    ("data", "val_split", 1),
+    ("data", "image_size", 4),
+    ("finetune", "layers", -1),
+    ("train", "epochs", -1),
+    ("train", "epochs", 0),
+    ("train", "dropout", 1.0),
+    ("evaluate", "top_k", 0),
+])
+def test_out_of_range(workdir, section, key, value):
+    """A value outside its allowed range is rejected, naming the key and the value."""
+    message = load_error(workdir, **{section: {key: value}})
+    shown = message.split(" ")[0]
+    assert shown in (f"{section}.{key}={value!r}", f"{section}.{key}={float(value)!r}")
+    assert "is not allowed" in message
+
+
+def test_folder_source_needs_an_existing_path(workdir):
+    """data.source folder with a path that does not exist names data.path."""
+    missing = workdir / "no-such-dataset"
+    message = load_error(workdir, data={"source": "folder", "path": str(missing)})
+    assert message.startswith("data.path=")
+    assert str(missing) in message and "a path that exists" in message
+
+
+def test_folder_source_needs_a_path(workdir):
+    """data.source folder with an empty path names data.path."""
+    message = load_error(workdir, data={"source": "folder", "path": ""})
+    assert message.startswith("data.path=''")
+
+
+def test_unknown_source(workdir):
+    """A data.source other than cifar10 or folder is rejected."""
+    message = load_error(workdir, data={"source": "imagenet"})
+    assert message.startswith("data.source='imagenet'")
+
+
+def test_weights_file_must_exist(workdir):
+    """model.weights pointing to a missing file is rejected, naming the file."""
+    message = load_error(workdir, model={"weights": "missing.weights.h5"})
+    assert message.startswith("model.weights='missing.weights.h5'")
+
+
+def test_existing_weights_file_is_accepted(workdir):
+    """model.weights pointing to an existing file loads."""
+    (workdir / "mine.weights.h5").write_bytes(b"")
+    write_params(workdir, model={"weights": "mine.weights.h5"})
+    assert load_params().model.weights == "mine.weights.h5"
+
+
+def test_int_accepted_where_float_expected(workdir):
+    """An integer is accepted for a float parameter and converted to float."""
+    write_params(workdir, finetune={"learning_rate": 1}, data={"fraction": 1})
+    params = load_params()
+    assert params.finetune.learning_rate == 1.0
+    assert type(params.finetune.learning_rate) is float
+    assert type(params.data.fraction) is float
+
+
+def test_null_allowed_only_for_optional(workdir):
+    """cut_layer may be null, but a required integer may not."""
+    write_params(workdir, model={"cut_layer": None})
+    assert load_params().model.cut_layer is None
+    message = load_error(workdir, train={"epochs": None})
+    assert "train.epochs=None" in message
+
+
+def test_stage_reports_bad_param_in_one_line(workdir):
+    """`python -m transfer.fetch` with a bad param exits 2 with one 'error:' line naming the key."""
+    write_params(workdir, train={"epoch": 3})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "transfer.fetch"], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "train.epoch" in lines[0] and "did you mean 'epochs'" in lines[0]
+    assert not (workdir / "data").exists()
