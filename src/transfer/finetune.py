@@ -24,7 +24,7 @@ from transfer.backbones import predict_batches, split_below, unfreeze_top
 from transfer.data import load_split
 from transfer.features import EXTRACTOR
 from transfer.fetch import OUT as PREPARED
-from transfer.params import AugmentParams, load_params
+from transfer.params import AugmentParams, Params, load_params
 from transfer.runtime import atomic_path, read_json, run_stage, seed_everything, write_json
 from transfer.train import HEAD, fit_logged
 from transfer.train import LIVE as HEAD_LIVE
@@ -92,6 +92,38 @@ def augmentation(p: AugmentParams) -> keras.Sequential:
     return keras.Sequential(layers, name="augment")
 
 
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layers.Layer,
+                   train: Split, val: Split, params: Params,
+                   tmp: Path) -> tuple[keras.Model, Batches, Batches]:
+    """Training model and batches over cached activations of the frozen bottom of the base."""
+    p, bs = params.finetune, params.features.batch_size
+    bottom, top = split_below(extractor, first)
+    acts = keras.Input(top.input.shape[1:])
+    model = keras.Model(acts, head(top(acts, training=False)))
+    (x_train, y_train), (x_val, y_val) = train, val
+    flipped = None
+    if p.augment.flip:
+        flipped = cache(bottom, x_train, bs, tmp, "train_flipped", flip=True)
+    return (model,
+            Batches(cache(bottom, x_train, bs, tmp, "train"), y_train, p.batch_size, params.seed,
+                    flipped=flipped),
+            Batches(cache(bottom, x_val, bs, tmp, "val"), y_val, p.batch_size, params.seed,
+                    shuffle=False))
+
+
+def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Split,
+              params: Params) -> tuple[keras.Model, Batches, Batches]:
+    """Training model and batches over augmented images: the whole base runs every step."""
+    p = params.finetune
+    image = keras.Input(extractor.input.shape[1:])
+    model = keras.Model(image, head(extractor(augmentation(p.augment)(image), training=False)))
+    return (model, Batches(*train, p.batch_size, params.seed),
+            Batches(*val, p.batch_size, params.seed, shuffle=False))
+
+
 def main() -> None:
     """Fine-tune from the saved extractor and head; save the full model of the best epoch."""
     params = load_params()
@@ -102,33 +134,19 @@ def main() -> None:
     first_epoch = read_json(HEAD_LIVE / "metrics.json")["epochs"]
     if p.layers and p.epochs:
         top_layers = unfreeze_top(extractor, p.layers)
-        (x_train, y_train), (x_val, y_val) = load_split(PREPARED, "train"), load_split(PREPARED,
-                                                                                        "val")
+        train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
         with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
-            tmp = Path(tmp)
             if p.augment.flip_only:
-                bottom, top = split_below(extractor, top_layers[0])
-                bs = params.features.batch_size
-                acts = keras.Input(top.input.shape[1:])
-                model = keras.Model(acts, head(top(acts, training=False)))
-                train = Batches(cache(bottom, x_train, bs, tmp, "train"), y_train, p.batch_size,
-                                params.seed, flipped=cache(bottom, x_train, bs, tmp,
-                                                           "train_flipped", flip=True)
-                                if p.augment.flip else None)
-                val = Batches(cache(bottom, x_val, bs, tmp, "val"), y_val, p.batch_size,
-                              params.seed, shuffle=False)
+                model, train_batches, val_batches = on_activations(
+                    extractor, head, top_layers[0], train, val, params, Path(tmp))
             else:
-                image = keras.Input(extractor.input.shape[1:])
-                model = keras.Model(image, head(extractor(augmentation(p.augment)(image),
-                                                          training=False)))
-                train = Batches(x_train, y_train, p.batch_size, params.seed)
-                val = Batches(x_val, y_val, p.batch_size, params.seed, shuffle=False)
+                model, train_batches, val_batches = on_images(extractor, head, train, val, params)
             model.compile(keras.optimizers.Adam(p.learning_rate),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            best = tmp / "best.weights.h5"
+            best = Path(tmp) / "best.weights.h5"
             summary = fit_logged(model, LIVE, TENSORBOARD, best, patience=None,
-                                 first_epoch=first_epoch, x=train, validation_data=val,
-                                 epochs=first_epoch + p.epochs)
+                                 first_epoch=first_epoch, x=train_batches,
+                                 validation_data=val_batches, epochs=first_epoch + p.epochs)
             model.load_weights(best)
         print(f"finetune: best val_accuracy {summary['best_val_accuracy']:.4f} "
               f"at epoch {summary['best_epoch']}")
