@@ -31,7 +31,7 @@ def main() -> None:
     image_size = load_split(PREPARED, "train")[0].shape[1]
     extractor = build_extractor(m.backbone, m.weights, m.input_size, image_size, m.cut_layer)
     dim = extractor.output.shape[-1]
-    seconds = 0.0
+    seconds, n_images = 0.0, 0
     with atomic_path(OUT) as tmp:
         tmp.mkdir()
         for split in SPLITS:
@@ -44,7 +44,7 @@ def main() -> None:
             feats.flush()
             del feats
             np.save(tmp / f"{split}_y.npy", y)
-        n_images = sum(len(np.load(tmp / f"{s}_y.npy")) for s in SPLITS)
+            n_images += len(y)
     with atomic_path(EXTRACTOR) as tmp:
         extractor.save(tmp)
     write_json(METRICS, {"images": n_images, "feature_dim": int(dim),
