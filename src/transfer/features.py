@@ -2,7 +2,7 @@
 
 Writes `features/{train,val,test}_{x,y}.npy` (float16 features, int labels), the extractor
 itself as `models/extractor.keras` (later stages never rebuild the base), and the throughput
-to `metrics/features.json`.
+with the device it was measured on to `metrics/features.json`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from transfer.backbones import build_extractor, predict_batches
 from transfer.data import SPLITS, load_split
 from transfer.fetch import OUT as PREPARED
 from transfer.params import load_params
-from transfer.runtime import atomic_path, run_stage, seed_everything, write_json
+from transfer.runtime import atomic_path, device_description, run_stage, seed_everything, write_json
 
 OUT = Path("features")
 EXTRACTOR = Path("models/extractor.keras")
@@ -48,6 +48,7 @@ def main() -> None:
     with atomic_path(EXTRACTOR) as tmp:
         extractor.save(tmp)
     write_json(METRICS, {"images": n_images, "feature_dim": int(dim),
+                         "device": device_description(),
                          "seconds": round(seconds, 3),
                          "images_per_second": round(n_images / seconds, 1)})
     print(f"features: {n_images} images -> {dim}-d features in {seconds:.1f}s "
