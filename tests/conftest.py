@@ -89,11 +89,13 @@ def cifar_like_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy_project(dest: Path) -> None:
-    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, src/) into `dest`."""
+    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, src/, report/) into `dest`."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                               "*.egg-info"))
+    shutil.copytree(ROOT / "report/templates", dest / "report/templates")
+    shutil.copy(ROOT / "report/notes.md", dest / "report/notes.md")
 
 
 def run_stages(*names: str) -> None:

@@ -1,20 +1,28 @@
-"""End to end: `dvc repro` of all five stages in a fresh git repository, then a `train` change."""
+"""End to end: `dvc repro` of all six stages in a fresh git repository, then two
+`dvc exp run -S` variants; the tests read the outputs and the paper they leave behind."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import copy_project, tiny_params, write_params
+from conftest import ROOT, copy_project, tiny_params, write_params
 
-STAGES = ("fetch", "features", "train", "finetune", "evaluate")
+from transfer.report import wilson_interval
+
+pytestmark = pytest.mark.slow
+STAGES = ("fetch", "features", "train", "finetune", "evaluate", "report")
+SECTIONS = ("Abstract", "Introduction", "Materials and Methods", "Results", "Discussion",
+            "Literature Cited", "Appendix")
 
 
 def run(repo: Path, *args: str) -> str:
@@ -34,22 +42,49 @@ def ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
-@pytest.mark.slow
-def test_dvc_repro_end_to_end(tmp_path, tiny_folder):
-    """All stages run, outputs are complete, `dvc status` is clean, and a train-only change
-    reruns train, finetune and evaluate but not fetch or features."""
-    repo = tmp_path / "repo"
+@dataclass
+class Project:
+    """The repository after the runs, with what each command printed."""
+
+    repo: Path
+    repro: str
+    status: str
+    variants: list[str]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_folder) -> Project:
+    """`dvc repro`, commit the results, then `dvc exp run` two variants of `train`."""
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
     repo.mkdir()
     copy_project(repo)
     write_params(repo, **tiny_params(tiny_folder))
-    run(repo, "git", "init", "-q")
+    (repo / "report/notes.md").write_text("## Motivation\nTo test the paper.\n\n"
+                                          "## lr-high\nA learning rate ten times higher.\n")
+    run(repo, "git", "init", "-q", "-b", "main")
     run(repo, "dvc", "init", "-q")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "tiny project")
+    repro = run(repo, "dvc", "repro")
+    status = run(repo, "dvc", "status")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline results")
+    variants = [run(repo, "dvc", "exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.01"),
+                run(repo, "dvc", "exp", "run", "-n", "dropout-half", "-S", "train.dropout=0.5")]
+    return Project(repo, repro, status, variants)
 
-    assert ran(run(repo, "dvc", "repro")) == set(STAGES)
-    assert "up to date" in run(repo, "dvc", "status")
 
+def paper_sections(paper: str) -> dict[str, str]:
+    """The text under each `## ` heading."""
+    parts = re.split(r"^## (.+)$", paper, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_repro_runs_every_stage_and_leaves_it_clean(project, tiny_folder):
+    """All stages run, outputs are complete and consistent, `dvc status` is clean."""
+    repo = project.repo
+    assert ran(project.repro) == set(STAGES)
+    assert "up to date" in project.status
     prepared = {s: np.load(repo / f"data/prepared/{s}_y.npy") for s in ("train", "val", "test")}
     assert {s: len(y) for s, y in prepared.items()} == {"train": 18, "val": 6, "test": 9}
     for split, labels in prepared.items():
@@ -72,8 +107,82 @@ def test_dvc_repro_end_to_end(tmp_path, tiny_folder):
     plots = json.loads(run(repo, "dvc", "plots", "show", "--json"))
     assert "Confusion matrix (test set)" in json.dumps(plots)
 
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["learning_rate"] = 0.01
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(run(repo, "dvc", "repro")) == {"train", "finetune", "evaluate"}
-    assert "up to date" in run(repo, "dvc", "status")
+
+def test_train_change_reruns_only_what_depends_on_it(project):
+    """A `train` param reruns train, finetune, evaluate and report, never fetch or features."""
+    for output in project.variants:
+        assert ran(output) == {"train", "finetune", "evaluate", "report"}
+    assert "up to date" in run(project.repo, "dvc", "status")
+
+
+def test_paper_has_every_section_and_figure(project):
+    """Title, the journal sections in order, and every figure file referenced and present."""
+    report = project.repo / "report"
+    paper = (report / "paper.md").read_text()
+    assert paper.startswith("# ")
+    positions = [paper.index(f"\n## {name}\n") for name in SECTIONS]
+    assert positions == sorted(positions)
+    linked = set(re.findall(r"\]\((figures/[^)]+\.png)\)", paper))
+    linked_medium = set(re.findall(r"\]\((figures/[^)]+\.png)\)",
+                                   (report / "medium.md").read_text()))
+    on_disk = {f"figures/{p.name}" for p in (report / "figures").iterdir()}
+    assert len(linked) >= 6 and linked <= on_disk and linked_medium <= on_disk
+    assert linked | linked_medium == on_disk
+    for name in ("examples", "learning-curves", "confusion-matrix", "per-class-accuracy",
+                 "accuracy-vs-compute"):
+        assert f"figures/{name}.png" in linked
+    assert paper.index("figures/examples.png") < paper.index("## Abstract")
+    assert "### Motivation\n\nTo test the paper." in paper
+    assert "**lr-high.** A learning rate ten times higher." in paper
+
+
+def test_abstract_numbers_are_the_metrics(project):
+    """Accuracies, their intervals, counts and throughput in the abstract equal the files'."""
+    repo = project.repo
+    abstract = paper_sections((repo / "report/paper.md").read_text())["Abstract"]
+    metrics = json.loads((repo / "metrics/evaluate.json").read_text())
+    features = json.loads((repo / "metrics/features.json").read_text())
+    for model in ("head", "finetuned"):
+        scores = metrics[model]
+        low, high = wilson_interval(scores["correct"], scores["count"])
+        assert (f"{100 * scores['accuracy']:.1f}% (95% CI {100 * low:.1f}% – {100 * high:.1f}%)"
+                in abstract)
+    gain = metrics["finetuned"]["accuracy"] - metrics["head"]["accuracy"]
+    assert f"{100 * gain:+.1f} percentage points" in abstract
+    assert f"{features['images']} images ({features['images_per_second']} images/s" in abstract
+    assert "18 training, 6 validation and 9 test images" in abstract
+    assert "random weights (`model.weights=none`)" in abstract
+    assert "not a transfer-learning result" in abstract
+
+
+def test_html_is_standalone(project):
+    """Every image is embedded and the only links are the literature's."""
+    html = (project.repo / "report/paper.html").read_text()
+    refs = yaml.safe_load((ROOT / "report/templates/references.yaml").read_text())["references"]
+    literature = {r["url"] for r in refs.values()}
+    sources = re.findall(r'\bsrc="([^"]*)"', html)
+    links = re.findall(r'\bhref="([^"]*)"', html)
+    assert len(sources) >= 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert links and set(links) <= literature
+    assert not re.search(r"<(link|script|iframe)\b|@import|url\(", html)
+    assert "<table>" in html and "<style>" in html
+
+
+def test_medium_variant_shows_tables_as_images(project):
+    """No Markdown table in the Medium variant: each table is a picture instead."""
+    medium = (project.repo / "report/medium.md").read_text()
+    assert not re.search(r"^\s*\|.*\|\s*$", medium, flags=re.M)
+    assert "![Table 1](figures/table-hyperparameters.png)" in medium
+    assert re.search(r"^\| model \| test accuracy", (project.repo / "report/paper.md")
+                     .read_text(), flags=re.M)
+
+
+def test_experiment_table_lists_both_variants(project):
+    """The paper of the last variant lists the baseline, the first variant and itself, each
+    with the params it changed."""
+    paper = (project.repo / "report/paper.md").read_text()
+    table = paper.split("dvc exp show")[1].split("\n\n")[1]
+    rows = {row.split(" | ")[0].strip("| "): row.split(" | ")[1]
+            for row in table.splitlines()[2:]}
+    assert rows == {"main": "(baseline)", "lr-high": "train.learning_rate=0.01",
+                    "dropout-half (this run)": "train.learning_rate=0.01, train.dropout=0.5"}

@@ -155,6 +155,25 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ReportParams:
+    """`report`: the paper's front matter and the accuracy target it is judged against."""
+
+    title: str = ""
+    author: str = "Anonymous"
+    affiliation: str = ""
+    date: str = ""
+    target_accuracy: float = 0.87
+    examples: int = 24
+
+    def check(self) -> None:
+        """Validate the target and the size of the example grid."""
+        _require(0 < self.target_accuracy <= 1, "report.target_accuracy", self.target_accuracy,
+                 "a number in (0, 1]")
+        _require(1 <= self.examples <= 100, "report.examples", self.examples,
+                 "an integer in [1, 100]")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -165,6 +184,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     finetune: FinetuneParams = field(default_factory=FinetuneParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    report: ReportParams = field(default_factory=ReportParams)
 
     def check(self) -> None:
         """Validate every section."""

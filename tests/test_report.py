@@ -1,0 +1,84 @@
+"""The paper's statistics, notes and literature, and a paper rendered outside any git repository."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+from conftest import ROOT, run_stages, tiny_params, write_params
+from scipy.stats import binomtest
+
+from transfer.backbones import PREPROCESSING
+from transfer.report import mcnemar_p, read_notes, wilson_interval
+
+
+def test_wilson_interval_by_hand():
+    """0 of 10: the interval is [0, z^2 / (n + z^2)]; 5 of 10 is symmetric about 1/2."""
+    z2 = 1.959963984540054 ** 2
+    assert wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))
+    low, high = wilson_interval(5, 10)
+    assert low + high == pytest.approx(1.0) and low == pytest.approx(0.236593, abs=1e-6)
+
+
+@pytest.mark.parametrize("correct, count", [(87, 100), (1, 3), (8734, 10000), (10000, 10000)])
+def test_wilson_interval_matches_scipy(correct, count):
+    """Same bounds as scipy's Wilson interval for a binomial proportion."""
+    ci = binomtest(correct, count).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(correct, count) == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_mcnemar_by_hand():
+    """1 vs 5 discordant pairs: 2 * P(X <= 1), X ~ Binomial(6, 1/2) = 2 * 7/64."""
+    assert mcnemar_p(1, 5) == mcnemar_p(5, 1) == pytest.approx(14 / 64)
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(3, 3) == 1.0
+    assert mcnemar_p(0, 10) == pytest.approx(2 / 1024)
+
+
+@pytest.mark.parametrize("b, c", [(30, 50), (400, 460), (12, 40), (2500, 2700)])
+def test_mcnemar_matches_scipy(b, c):
+    """The exact two-sided McNemar test is a binomial test of b against b + c."""
+    assert mcnemar_p(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+
+
+def test_read_notes_keeps_filled_sections(tmp_path):
+    """`## Heading` sections with text are kept; comments and empty sections are dropped."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("Preamble.\n<!-- guide\n## Commented\nhidden -->\n## Motivation\n"
+                     "Why we ran it.\n\n## Empty\n<!-- nothing -->\n## lr-high\nToo fast.\n")
+    assert read_notes(notes) == {"Motivation": "Why we ran it.", "lr-high": "Too fast."}
+    assert read_notes(tmp_path / "missing.md") == {}
+
+
+def test_every_backbone_family_has_its_paper():
+    """references.yaml names a real reference for every keras.applications family."""
+    data = yaml.safe_load((ROOT / "report/templates/references.yaml").read_text())
+    for module in PREPROCESSING:
+        entry = data["references"][data["backbones"][module]]
+        assert entry["url"].startswith("https://") and entry["cite"] and entry["text"]
+
+
+def test_paper_outside_git_with_fine_tuning_skipped(workdir, tiny_folder):
+    """Without git or DVC the experiment table holds this run alone; a skipped fine-tuning is
+    said so; the author's notes land in their sections; rendering twice gives the same bytes."""
+    write_params(workdir, **tiny_params(tiny_folder, finetune={"layers": 0},
+                                        report={"author": "Ada Lovelace", "date": "1843"}))
+    shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
+    (workdir / "report/notes.md").write_text(
+        "## Motivation\nCats against foxes.\n\n## this run\nThe only run.\n\n"
+        "## Caveats\nTiny data.\n")
+    run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
+    paper = (workdir / "report/paper.md").read_text()
+    assert "**Ada Lovelace**" in paper and "\n1843\n" in paper
+    assert "Fine-tuning was skipped" in paper and "fine-tuning starts" not in paper
+    rows = [line for line in paper.splitlines() if line.startswith("| this run |")]
+    assert len(rows) == 1 and "(baseline)" not in paper
+    intro = paper.split("## Introduction")[1].split("## Materials")[0]
+    assert "### Motivation\n\nCats against foxes." in intro
+    assert "**this run.** The only run." in paper
+    assert "### Caveats\n\nTiny data." in paper.split("## Discussion")[1]
+    outputs = sorted(p for p in (workdir / "report").rglob("*") if p.is_file()
+                     and "templates" not in p.parts and p.name != "notes.md")
+    before = {p: p.read_bytes() for p in outputs}
+    run_stages("report")
+    assert {p: p.read_bytes() for p in outputs} == before
