@@ -28,4 +28,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf data/prepared features models metrics eval logs dvclive
+	rm -rf data/prepared features models metrics eval logs dvclive report/figures report/paper.md report/paper.html report/medium.md

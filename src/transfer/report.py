@@ -237,67 +237,82 @@ def phase_fit(curves: dict) -> dict | None:
             "gap": train[-1] - val[-1], "improving": len(val) > 1 and val[-1] > max(val[:-1])}
 
 
-def context(params: Params, figures: Path) -> dict:
-    """Everything the templates show, read from the run's outputs; figures drawn on the way."""
-    classes = read_json(PREPARED / "classes.json")
-    counts = {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}
+def evaluation(params: Params, classes: list[str], predictions: list[dict]) -> dict:
+    """Both models' test scores with Wilson intervals, and McNemar's test on their pairs."""
     results = read_json(EVALUATION)
-    features = read_json(FEATURES)
-    head_live, tune_live = (read_json(d / "metrics.json") for d in (TRAIN_LIVE, FINETUNE_LIVE))
-    with PREDICTIONS.open() as f:
-        predictions = list(csv.DictReader(f))
-    actual = [r["actual"] for r in predictions]
-    k = params.evaluate.top_k if params.evaluate.top_k < len(classes) else len(classes)
-    for name, scores in results.items():
+    k = min(params.evaluate.top_k, len(classes))
+    for scores in results.values():
         scores["ci"] = wilson_interval(scores["correct"], scores["count"])
         scores["top_k"] = scores[f"top_{k}_accuracy"]
-    head_ok = [r["head_predicted"] == a for r, a in zip(predictions, actual)]
-    tuned_ok = [r["predicted"] == a for r, a in zip(predictions, actual)]
+    head_ok = [r["head_predicted"] == r["actual"] for r in predictions]
+    tuned_ok = [r["predicted"] == r["actual"] for r in predictions]
     b = sum(h and not t for h, t in zip(head_ok, tuned_ok))
     c = sum(t and not h for h, t in zip(head_ok, tuned_ok))
+    per_class = [results["finetuned"]["per_class_accuracy"][name] for name in classes]
+    return {"results": results, "top_k": k,
+            "gain": results["finetuned"]["accuracy"] - results["head"]["accuracy"],
+            "mcnemar": {"b": b, "c": c, "p": mcnemar_p(b, c)},
+            "best_class": max(zip(per_class, classes))[1],
+            "worst_class": min(zip(per_class, classes))[1],
+            "target_met": results["finetuned"]["accuracy"] >= params.report.target_accuracy}
 
+
+def draw_test_figures(params: Params, classes: list[str], predictions: list[dict],
+                      results: dict, figures: Path) -> dict:
+    """The example grid, the most confident mistakes, the confusion matrix and per-class
+    accuracy; returns the most confused pairs and the number of images shown."""
     x_test, _ = load_split(PREPARED, "test")
-    rng = np.random.default_rng(params.seed)
-    shown = np.sort(rng.choice(len(actual), min(params.report.examples, len(actual)),
-                               replace=False))
+    ok = [r["predicted"] == r["actual"] for r in predictions]
+    shown = np.sort(np.random.default_rng(params.seed).choice(
+        len(predictions), min(params.report.examples, len(predictions)), replace=False))
     plots.image_grid(x_test[shown], [
-        r["predicted"] if ok else f"{r['predicted']}\n(true: {r['actual']})"
-        for r, ok in ((predictions[i], tuned_ok[i]) for i in shown)],
-        [tuned_ok[i] for i in shown], figures / "examples.png")
-    wrong = sorted((i for i, ok in enumerate(tuned_ok) if not ok),
+        r["predicted"] if r["predicted"] == r["actual"]
+        else f"{r['predicted']}\n(true: {r['actual']})" for r in (predictions[i] for i in shown)],
+        [ok[i] for i in shown], figures / "examples.png")
+    wrong = sorted((i for i in range(len(ok)) if not ok[i]),
                    key=lambda i: (-float(predictions[i]["confidence"]), i))[:16]
     if wrong:
         plots.image_grid(x_test[wrong], [
-            f"{actual[i]} → {predictions[i]['predicted']}\n"
+            f"{predictions[i]['actual']} → {predictions[i]['predicted']}\n"
             f"{percent(float(predictions[i]['confidence']), 0)}" for i in wrong],
             [False] * len(wrong), figures / "misclassified.png")
-
     index = {name: i for i, name in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=int)
     for r in predictions:
         matrix[index[r["actual"]], index[r["predicted"]]] += 1
     plots.confusion_matrix(matrix, classes, figures / "confusion-matrix.png")
-    pairs = Counter((r["actual"], r["predicted"]) for r, ok in zip(predictions, tuned_ok)
-                    if not ok)
-    confused = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:5]
-    per_class = {m: [results[m]["per_class_accuracy"][c] for c in classes]
-                 for m in ("head", "finetuned")}
-    plots.per_class_accuracy(classes, per_class["head"], per_class["finetuned"],
-                             figures / "per-class-accuracy.png")
+    head, tuned = ([results[m]["per_class_accuracy"][c] for c in classes]
+                   for m in ("head", "finetuned"))
+    plots.per_class_accuracy(classes, head, tuned, figures / "per-class-accuracy.png")
+    pairs = Counter((r["actual"], r["predicted"]) for r in predictions
+                    if r["actual"] != r["predicted"])
+    return {"examples": len(shown), "misclassified": bool(wrong),
+            "confused": sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:5]}
 
+
+def draw_curves(figures: Path) -> dict:
+    """Learning curves of both phases on one epoch axis, and how well each phase fits."""
+    head_live, tune_live = (read_json(d / "metrics.json") for d in (TRAIN_LIVE, FINETUNE_LIVE))
     skipped = bool(tune_live.get("skipped"))
     phases = {"head": read_curves(TRAIN_LIVE)}
     if not skipped:
         phases["fine-tuning"] = read_curves(FINETUNE_LIVE)
     plots.learning_curves(phases, None if skipped else head_live["epochs"],
                           figures / "learning-curves.png")
+    return {"head_live": head_live, "tune_live": tune_live, "skipped": skipped,
+            "fit": {name: phase_fit(curves) for name, curves in phases.items()}}
 
+
+def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Table]:
+    """The paper's tables, each also drawn as a picture for the Medium variant."""
     raw = yaml.safe_load(PARAMS_FILE.read_text())
-    hyper = [[k, f"`{format_value(v)}`"] for k, v in flatten(raw).items()
-             if k.startswith(HYPERPARAMETERS)]
-    tables = {
-        "hyperparameters": Table("Hyper-parameters of this run (`params.yaml`).",
-                                 ["parameter", "value"], hyper, "table-hyperparameters.png"),
+    results, k, counts = values["results"], values["top_k"], values["counts"]
+    actual = Counter(r["actual"] for r in predictions)
+    found = {
+        "hyperparameters": Table(
+            "Hyper-parameters of this run (`params.yaml`).", ["parameter", "value"],
+            [[key, f"`{format_value(v)}`"] for key, v in flatten(raw).items()
+             if key.startswith(HYPERPARAMETERS)], "table-hyperparameters.png"),
         "results": Table(
             f"Test-set results ({counts['test']:,} images) of the head alone and of the "
             f"fine-tuned model. The interval is Wilson's 95% score interval.",
@@ -311,42 +326,50 @@ def context(params: Params, figures: Path) -> dict:
         "confused": Table(
             "The most frequent confusions of the fine-tuned model on the test set.",
             ["true class", "predicted as", "images", "share of the class"],
-            [[a, p, str(n), percent(n / actual.count(a))] for (a, p), n in confused],
+            [[a, p, str(n), percent(n / actual[a])] for (a, p), n in values["confused"]],
             "table-confused.png"),
+        "experiments": experiments_table(values["experiments"], figures),
     }
-    log = experiment_log()
-    tables["experiments"] = experiments_table(log, figures)
-    for table in tables.values():
+    for table in found.values():
         if table.rows:
             plots.table_image(table.header, table.rows, figures / table.image)
+    return found
 
+
+def provenance() -> dict:
+    """Where the run came from: git commit and date, library versions, dvc.lock hashes."""
     lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").is_file() else {}
-    commit_day = git("log", "-1", "--format=%cs")
-    dataset = dataset_name(params)
+    day = git("log", "-1", "--format=%cs")
     return {
-        "p": params, "title": title(params, dataset), "classes": classes, "counts": counts,
-        "dataset": dataset, "cifar10": classes == CIFAR10_CLASSES,
-        "augmentation": augmentation(params), "examples": len(shown),
-        "results": results, "top_k": k, "gain": results["finetuned"]["accuracy"]
-        - results["head"]["accuracy"],
-        "mcnemar": {"b": b, "c": c, "p": mcnemar_p(b, c)},
-        "confused": confused, "matrix": matrix, "features": features, "skipped": skipped,
-        "head_live": head_live, "tune_live": tune_live,
-        "fit": {name: phase_fit(curves) for name, curves in phases.items()},
-        "best_class": max(zip(per_class["finetuned"], classes))[1],
-        "worst_class": min(zip(per_class["finetuned"], classes))[1],
-        "tables": tables, "experiments": log, "misclassified": bool(wrong),
-        "target_met": results["finetuned"]["accuracy"] >= params.report.target_accuracy,
-        "date": params.report.date or (
-            date.fromisoformat(commit_day).strftime("%B %-d, %Y") if commit_day else "undated"),
         "commit": git("rev-parse", "HEAD") or "not a git repository",
+        "commit_date": date.fromisoformat(day).strftime("%B %-d, %Y") if day else "undated",
         "environment": {"python": platform.python_version(), "os": platform.system(),
                         **{name: package_version(name) for name in LIBRARIES}},
         "lock": [(stage, out["path"], out.get("md5", "")) for stage, entry in
                  lock.get("stages", {}).items() for out in entry.get("outs", [])],
-        "params_yaml": yaml.safe_dump(raw, sort_keys=False).strip(),
-        "notes": read_notes(NOTES),
+        "params_yaml": yaml.safe_dump(yaml.safe_load(PARAMS_FILE.read_text()),
+                                      sort_keys=False).strip(),
     }
+
+
+def context(params: Params, figures: Path) -> dict:
+    """Everything the templates show, read from the run's outputs; figures drawn on the way."""
+    classes = read_json(PREPARED / "classes.json")
+    with PREDICTIONS.open() as f:
+        predictions = list(csv.DictReader(f))
+    dataset = dataset_name(params)
+    values = {
+        "p": params, "title": title(params, dataset), "dataset": dataset, "classes": classes,
+        "cifar10": classes == CIFAR10_CLASSES, "augmentation": augmentation(params),
+        "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
+        "features": read_json(FEATURES), "experiments": experiment_log(),
+        "notes": read_notes(NOTES), **provenance(),
+        **evaluation(params, classes, predictions), **draw_curves(figures),
+    }
+    values.update(draw_test_figures(params, classes, predictions, values["results"], figures))
+    values["tables"] = tables(values, predictions, figures)
+    values["date"] = params.report.date or values["commit_date"]
+    return values
 
 
 def render(values: dict, medium: bool) -> str:
