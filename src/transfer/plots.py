@@ -31,15 +31,15 @@ def save(fig: plt.Figure, path: Path) -> None:
 
 
 def image_grid(images: np.ndarray, titles: Sequence[str], correct: Sequence[bool], path: Path,
-               columns: int = 8) -> None:
+               columns: int = 6) -> None:
     """Images in a grid, each titled in green (correct) or red (wrong)."""
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.55), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title, ok in zip(axes.flat, images, titles, correct):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(title, fontsize=7, color=CORRECT if ok else WRONG)
+        ax.set_title(title, fontsize=9, color=CORRECT if ok else WRONG)
     fig.tight_layout(pad=0.3)
     save(fig, path)
 
@@ -50,7 +50,7 @@ def learning_curves(phases: dict[str, dict[str, dict[str, Curve]]], finetune_sta
 
     `phases` maps a phase name to {"accuracy" | "loss": {"train" | "validation": (x, y)}}.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, metric in zip(axes, ("accuracy", "loss")):
         for phase, color in zip(phases, (HEAD, FINETUNED)):
             for split, style in (("train", "--"), ("validation", "-")):
@@ -67,8 +67,10 @@ def learning_curves(phases: dict[str, dict[str, dict[str, Curve]]], finetune_sta
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+        ax.ticklabel_format(axis="y", useOffset=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     save(fig, path)
 
 

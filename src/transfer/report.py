@@ -326,7 +326,7 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
         "confused": Table(
             "The most frequent confusions of the fine-tuned model on the test set.",
             ["true class", "predicted as", "images", "share of the class"],
-            [[a, p, str(n), percent(n / actual[a])] for (a, p), n in values["confused"]],
+            [[a, p, f"{n:,}", percent(n / actual[a])] for (a, p), n in values["confused"]],
             "table-confused.png"),
         "experiments": experiments_table(values["experiments"], figures),
     }
