@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv repro test test-fast lint clean
+.PHONY: venv repro test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -24,8 +24,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow" $(ARGS)
 
+bench: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench.py $(ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 clean:
 	rm -rf data/prepared features models metrics eval logs dvclive report/figures report/paper.md report/paper.html report/medium.md

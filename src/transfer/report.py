@@ -360,7 +360,7 @@ def context(params: Params, figures: Path) -> dict:
     dataset = dataset_name(params)
     values = {
         "p": params, "title": title(params, dataset), "dataset": dataset, "classes": classes,
-        "cifar10": classes == CIFAR10_CLASSES, "augmentation": augmentation(params),
+        "cifar10": tuple(classes) == CIFAR10_CLASSES, "augmentation": augmentation(params),
         "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
         "features": read_json(FEATURES), "experiments": experiment_log(),
         "notes": read_notes(NOTES), **provenance(),
