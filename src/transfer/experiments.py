@@ -13,11 +13,15 @@ from pathlib import Path
 
 import yaml
 
+from transfer.evaluate import METRICS as EVALUATION
+from transfer.features import METRICS as FEATURES
+from transfer.finetune import LIVE as FINETUNE_LIVE
+from transfer.params import PARAMS_FILE
 from transfer.runtime import read_json
+from transfer.train import LIVE as TRAIN_LIVE
 
-PARAMS_FILE = Path("params.yaml")
-METRICS_FILES = (Path("metrics/features.json"), Path("dvclive/train/metrics.json"),
-                 Path("dvclive/finetune/metrics.json"), Path("metrics/evaluate.json"))
+METRICS_FILES = (FEATURES, TRAIN_LIVE / "metrics.json", FINETUNE_LIVE / "metrics.json",
+                 EVALUATION)
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,14 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
+def raw_params() -> dict:
+    """params.yaml as written, untyped (for showing it, not for running on it)."""
+    return yaml.safe_load(PARAMS_FILE.read_text())
+
+
 def current_run() -> dict:
     """This run's params and metrics, flattened as `dvc exp show` would (every metric prefixed)."""
-    row = flatten(yaml.safe_load(PARAMS_FILE.read_text()))
+    row = flatten(raw_params())
     for path in METRICS_FILES:
         if path.is_file():
             row.update({f"{path}:{k}": v for k, v in flatten(read_json(path)).items()})
@@ -105,17 +114,14 @@ def experiment_log() -> list[Experiment]:
         log.append(Experiment(name, row, current=current,
                               baseline=not (current or row["Experiment"])))
     log = [e for e in log if e.current or e.baseline
-           or e.metric("metrics/evaluate.json", "finetuned.accuracy") is not None]
+           or e.metric(EVALUATION, "finetuned.accuracy") is not None]
     return sorted(merge_current(log), key=lambda e: (e.current, not e.baseline))
 
 
 def merge_current(log: list[Experiment]) -> list[Experiment]:
     """Name this run after the experiment whose params and metrics it has, if any, and list
     that experiment once."""
-    keys = [*flatten(yaml.safe_load(PARAMS_FILE.read_text()))]
-    for path in METRICS_FILES:
-        if path.is_file():
-            keys += [n for k in flatten(read_json(path)) for n in (k, f"{path}:{k}")]
+    keys = list(dict.fromkeys(n for key in current_run() for n in (key, key.split(":")[-1])))
 
     def results(e: Experiment) -> list:
         return [e.values.get(k) for k in keys]

@@ -34,7 +34,7 @@ from transfer.backbones import family
 from transfer.data import CIFAR10_CLASSES, SPLITS, load_split
 from transfer.evaluate import METRICS as EVALUATION
 from transfer.evaluate import PREDICTIONS
-from transfer.experiments import PARAMS_FILE, Experiment, experiment_log, flatten, format_value
+from transfer.experiments import Experiment, experiment_log, flatten, format_value, raw_params
 from transfer.features import METRICS as FEATURES
 from transfer.fetch import OUT as PREPARED
 from transfer.finetune import LIVE as FINETUNE_LIVE
@@ -177,11 +177,10 @@ class Citations:
         return sorted((self.references[k] for k in self.used), key=lambda r: r["text"])
 
 
-def experiments_table(log: list[Experiment], figures: Path) -> Table:
+def experiments_table(log: list[Experiment], raw: dict, figures: Path) -> Table:
     """One row per experiment: name, changed params, validation and test accuracy, time."""
     baseline = next((e for e in log if e.baseline), log[-1])
-    keys = [k for k in flatten(yaml.safe_load(PARAMS_FILE.read_text()))
-            if not k.startswith("report.")]
+    keys = [k for k in flatten(raw) if not k.startswith("report.")]
     rows = []
     for e in log:
         changed = "(baseline)" if e.baseline else e.changed_params(baseline, keys) or "none"
@@ -305,7 +304,7 @@ def draw_curves(figures: Path) -> dict:
 
 def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Table]:
     """The paper's tables, each also drawn as a picture for the Medium variant."""
-    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    raw = values["raw_params"]
     results, k, counts = values["results"], values["top_k"], values["counts"]
     actual = Counter(r["actual"] for r in predictions)
     found = {
@@ -328,7 +327,7 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
             ["true class", "predicted as", "images", "share of the class"],
             [[a, p, f"{n:,}", percent(n / actual[a])] for (a, p), n in values["confused"]],
             "table-confused.png"),
-        "experiments": experiments_table(values["experiments"], figures),
+        "experiments": experiments_table(values["experiments"], raw, figures),
     }
     for table in found.values():
         if table.rows:
@@ -336,7 +335,7 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
     return found
 
 
-def provenance() -> dict:
+def provenance(raw: dict) -> dict:
     """Where the run came from: git commit and date, library versions, dvc.lock hashes."""
     lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").is_file() else {}
     day = git("log", "-1", "--format=%cs")
@@ -347,8 +346,7 @@ def provenance() -> dict:
                         **{name: package_version(name) for name in LIBRARIES}},
         "lock": [(stage, out["path"], out.get("md5", "")) for stage, entry in
                  lock.get("stages", {}).items() for out in entry.get("outs", [])],
-        "params_yaml": yaml.safe_dump(yaml.safe_load(PARAMS_FILE.read_text()),
-                                      sort_keys=False).strip(),
+        "params_yaml": yaml.safe_dump(raw, sort_keys=False).strip(),
     }
 
 
@@ -357,13 +355,13 @@ def context(params: Params, figures: Path) -> dict:
     classes = read_json(PREPARED / "classes.json")
     with PREDICTIONS.open() as f:
         predictions = list(csv.DictReader(f))
-    dataset = dataset_name(params)
+    dataset, raw = dataset_name(params), raw_params()
     values = {
         "p": params, "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == CIFAR10_CLASSES, "augmentation": augmentation(params),
         "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
         "features": read_json(FEATURES), "experiments": experiment_log(),
-        "notes": read_notes(NOTES), **provenance(),
+        "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
         **evaluation(params, classes, predictions), **draw_curves(figures),
     }
     values.update(draw_test_figures(params, classes, predictions, values["results"], figures))
