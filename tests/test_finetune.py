@@ -8,6 +8,7 @@ import pytest
 from conftest import run_stages, tiny_params, write_params
 
 from transfer.backbones import backbone_layers
+from transfer.finetune import Batches, DiskRows
 from transfer.runtime import read_json
 
 
@@ -50,3 +51,22 @@ def test_zero_layers_skips_training_but_writes_outputs(workdir, tiny_folder):
     for a, b in zip(extractor.weights, final.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert read_json("dvclive/finetune/metrics.json")["skipped"] is True
+
+
+def test_cached_batches_read_every_sample_once_and_flip_about_half(tmp_path):
+    """Batches over DiskRows: each epoch is a permutation, each row unflipped or flipped."""
+    rows = np.arange(200 * 6, dtype=np.float32).reshape(200, 2, 3)
+    x, flipped = DiskRows(tmp_path / "x", rows.shape), DiskRows(tmp_path / "f", rows.shape)
+    for start in range(0, 200, 64):
+        x[start:start + 64] = rows[start:start + 64]
+        flipped[start:start + 64] = -rows[start:start + 64]
+    np.testing.assert_array_equal(x[np.array([7, 3, 199])], rows[[7, 3, 199]])
+    batches = Batches(x, np.arange(200), 32, seed=0, flipped=flipped)
+    for _ in range(2):
+        seen = [batches[i] for i in range(len(batches))]
+        labels = np.concatenate([y for _, y in seen])
+        values = np.concatenate([b for b, _ in seen])
+        assert sorted(labels) == list(range(200))
+        np.testing.assert_array_equal(np.abs(values), rows[labels])
+        assert 60 < (values.reshape(200, -1)[:, 1] < 0).sum() < 140
+        batches.on_epoch_end()
