@@ -12,11 +12,14 @@ from transfer.backbones import (
     backbone_names,
     build_extractor,
     check_backbone,
+    in_precision,
     preprocessing_affine,
     split_below,
     unfreeze_top,
 )
+from transfer.params import TrainParams
 from transfer.runtime import UserError
+from transfer.train import build_head
 
 # One backbone per preprocessing mode whose random-weight outputs are not vanishingly small.
 FAMILIES = ["ResNet50V2", "DenseNet121", "VGG16", "ConvNeXtTiny"]
@@ -100,3 +103,26 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
     assert not extractor.get_layer("preprocess").trainable
     with pytest.raises(UserError, match="finetune.layers=1000"):
         unfreeze_top(extractor, 1000)
+
+
+def test_in_precision_keeps_weights_and_a_float32_classifier():
+    """A bfloat16 copy computes nearly the same probabilities from the same weights, its
+    classifier in float32; back to float32 it is exact; an unchanged policy is no copy."""
+    keras.utils.set_random_seed(5)
+    extractor = build_extractor("MobileNetV2", "none", 32, 32)
+    model = keras.Model(extractor.input, build_head(1280, 4, TrainParams())(extractor.output))
+    assert in_precision(model, "float32") is model
+    fast = in_precision(model, "mixed_bfloat16")
+    policies = {layer.dtype_policy.name for layer in fast.layers[:-1] if layer.weights}
+    assert policies == {"mixed_bfloat16"}
+    head = fast.layers[-1]
+    assert head.get_layer("predictions").dtype_policy.name == "float32"
+    images = np.random.default_rng(6).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    expected = model.predict(images, verbose=0)
+    approx = fast.predict(images, verbose=0)
+    assert approx.dtype == np.float32
+    np.testing.assert_allclose(approx, expected, atol=0.05)
+    back = in_precision(fast, "float32")
+    for a, b in zip(model.weights, back.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(back.predict(images, verbose=0), expected)

@@ -12,14 +12,16 @@ from transfer.finetune import Batches, DiskRows
 from transfer.runtime import read_json
 
 
-@pytest.mark.parametrize("augment", [{"flip": True},  # activation cache, flip drawn per epoch
-                                     {"flip": False, "rotation": 0.1}],  # images every step
-                         ids=["cached", "images"])
-def test_only_the_unfrozen_top_changes(workdir, tiny_folder, augment):
+@pytest.mark.parametrize("finetune", [
+    {"augment": {"flip": True}},  # activation cache, flip drawn per epoch
+    {"augment": {"flip": False, "rotation": 0.1}},  # images every step
+    {"augment": {"flip": True}, "precision": "mixed_float16", "jit_compile": True},
+], ids=["cached", "images", "cached-float16-xla"])
+def test_only_the_unfrozen_top_changes(workdir, tiny_folder, finetune):
     """After fitting, every frozen weight and every BN statistic equals the extractor's."""
     write_params(workdir, **tiny_params(
         tiny_folder, model={"backbone": "EfficientNetB0", "input_size": 32},
-        finetune={"layers": 20, "epochs": 2, "learning_rate": 0.01, "augment": augment}))
+        finetune={"layers": 20, "epochs": 2, "learning_rate": 0.01, **finetune}))
     run_stages("fetch", "features", "train", "finetune")
     before = keras.models.load_model("models/extractor.keras")
     after = keras.models.load_model("models/finetuned.keras")

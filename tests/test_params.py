@@ -109,12 +109,15 @@ def test_wrong_type(workdir, sections, key, expected):
     ("train", "epochs", 0),
     ("train", "dropout", 1.0),
     ("evaluate", "top_k", 0),
+    ("features", "precision", "float16"),
+    ("finetune", "precision", "bfloat16"),
 ])
 def test_out_of_range(workdir, section, key, value):
     """A value outside its allowed range is rejected, naming the key and the value."""
     message = load_error(workdir, **{section: {key: value}})
     shown = message.split(" ")[0]
-    assert shown in (f"{section}.{key}={value!r}", f"{section}.{key}={float(value)!r}")
+    number = float(value) if isinstance(value, int) else value
+    assert shown in (f"{section}.{key}={value!r}", f"{section}.{key}={number!r}")
     assert "is not allowed" in message
 
 

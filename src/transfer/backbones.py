@@ -22,6 +22,7 @@ from tqdm import tqdm
 from transfer.runtime import UserError
 
 FRONT_LAYERS = ("image", "resize", "preprocess")
+CLASSIFIER = "predictions"  # the softmax layer of the head, kept float32
 
 # How each keras.applications module expects its input (see its `preprocess_input`):
 # None: the model rescales internally; "tf": to [-1, 1]; "torch": ImageNet mean/std on [0, 1];
@@ -152,6 +153,35 @@ def split_below(extractor: keras.Model,
     cut = max(c for c in range(position[id(first)]) if lowest[c + 1] >= c)
     tensor = layers[cut].output
     return keras.Model(extractor.input, tensor), keras.Model(tensor, extractor.output)
+
+
+def _retype(config: object, precision: str) -> object:
+    """`config` with every layer's dtype policy set to `precision`, except the classifier's."""
+    if isinstance(config, list):
+        return [_retype(c, precision) for c in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy":
+        return keras.dtype_policies.serialize(keras.dtype_policies.get(precision))
+    if config.get("config", {}).get("name") == CLASSIFIER:
+        return config
+    return {key: _retype(value, precision) for key, value in config.items()}
+
+
+def in_precision(model: keras.Model, precision: str) -> keras.Model:
+    """`model` computing in the Keras dtype policy `precision`: a copy with the same weights,
+    or `model` itself when nothing changes.
+
+    The classifier layer stays float32 so the softmax and the loss keep full precision, as
+    the Keras mixed-precision guide advises. Weights are float32 under every policy.
+    """
+    config = model.get_config()
+    retyped = _retype(config, precision)
+    if retyped == config:
+        return model
+    copy = model.__class__.from_config(retyped)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def predict_batches(model: keras.Model, x: np.ndarray, batch_size: int, out: np.ndarray,

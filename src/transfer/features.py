@@ -1,8 +1,9 @@
 """Stage `features`: run the frozen base once over every split and cache its pooled output.
 
-Writes `features/{train,val,test}_{x,y}.npy` (float16 features, int labels), the extractor
-itself as `models/extractor.keras` (later stages never rebuild the base), and the throughput
-with the device it was measured on to `metrics/features.json`.
+The base runs in `features.precision` (a Keras dtype policy), with XLA if
+`features.jit_compile`. Writes `features/{train,val,test}_{x,y}.npy` (float16 features, int
+labels), the float32 extractor itself as `models/extractor.keras` (later stages never rebuild
+the base), and the throughput with the device it was measured on to `metrics/features.json`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer.backbones import build_extractor, predict_batches
+from transfer.backbones import build_extractor, in_precision, predict_batches
 from transfer.data import SPLITS, load_split
 from transfer.fetch import OUT as PREPARED
 from transfer.params import load_params
@@ -30,6 +31,8 @@ def main() -> None:
     seed_everything(params.seed)
     image_size = load_split(PREPARED, "train")[0].shape[1]
     extractor = build_extractor(m.backbone, m.weights, m.input_size, image_size, m.cut_layer)
+    runner = in_precision(extractor, params.features.precision)
+    runner.jit_compile = params.features.jit_compile
     dim = extractor.output.shape[-1]
     seconds, n_images = 0.0, 0
     with atomic_path(OUT) as tmp:
@@ -39,7 +42,7 @@ def main() -> None:
             feats = np.lib.format.open_memmap(tmp / f"{split}_x.npy", mode="w+",
                                               dtype=np.float16, shape=(len(x), dim))
             start = time.perf_counter()
-            predict_batches(extractor, x, params.features.batch_size, feats, desc=split)
+            predict_batches(runner, x, params.features.batch_size, feats, desc=split)
             seconds += time.perf_counter() - start
             feats.flush()
             del feats

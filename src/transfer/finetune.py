@@ -6,6 +6,8 @@ is run once and its output cached on disk; epochs then only run the top. A horiz
 stays exact under caching: the flipped images' activations are cached too, and each epoch
 draws one orientation per image. Other augmentations (rotation, zoom, translation) change
 every pixel every epoch, so with them the whole model runs on the images as in the Keras guide.
+Training runs in `finetune.precision` (loss scaling for float16), with XLA if
+`finetune.jit_compile`; the saved model is float32 either way.
 
 Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 `dvclive/finetune/`, its epochs numbered after the head's so the curves join.
@@ -22,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from transfer.backbones import predict_batches, split_below, unfreeze_top
+from transfer.backbones import in_precision, predict_batches, split_below, unfreeze_top
 from transfer.data import load_split
 from transfer.features import EXTRACTOR
 from transfer.fetch import OUT as PREPARED
@@ -134,6 +136,7 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
     """Training model and batches over cached activations of the frozen bottom of the base."""
     p, bs = params.finetune, params.features.batch_size
     bottom, top = split_below(extractor, first)
+    bottom.jit_compile = p.jit_compile
     acts = keras.Input(top.input.shape[1:])
     model = keras.Model(acts, head(top(acts, training=False)))
     (x_train, y_train), (x_val, y_val) = train, val
@@ -166,6 +169,7 @@ def main() -> None:
     head = keras.models.load_model(HEAD)
     first_epoch = read_json(HEAD_LIVE / "metrics.json")["epochs"]
     if p.layers and p.epochs:
+        extractor, head = in_precision(extractor, p.precision), in_precision(head, p.precision)
         top_layers = unfreeze_top(extractor, p.layers)
         train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
         with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
@@ -174,8 +178,11 @@ def main() -> None:
                     extractor, head, top_layers[0], train, val, params, Path(tmp))
             else:
                 model, train_batches, val_batches = on_images(extractor, head, train, val, params)
-            model.compile(keras.optimizers.Adam(p.learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            optimizer = keras.optimizers.Adam(p.learning_rate)
+            if p.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model.compile(optimizer, loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=p.jit_compile)
             best = Path(tmp) / "best.weights.h5"
             summary = fit_logged(model, LIVE, TENSORBOARD, best, patience=None,
                                  first_epoch=first_epoch, x=train_batches,
@@ -187,7 +194,8 @@ def main() -> None:
         (LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
         write_json(LIVE / "metrics.json", {"epochs": first_epoch, "skipped": True})
         print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
-    final = keras.Model(extractor.input, head(extractor.output), name="classifier")
+    final = in_precision(keras.Model(extractor.input, head(extractor.output), name="classifier"),
+                         "float32")
     with atomic_path(MODEL) as tmp:
         final.save(tmp)
 

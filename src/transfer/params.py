@@ -14,6 +14,7 @@ import yaml
 from transfer.runtime import UserError
 
 PARAMS_FILE = Path("params.yaml")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 
 
 class ParamError(UserError):
@@ -24,6 +25,12 @@ def _require(ok: bool, key: str, value: object, allowed: str) -> None:
     """Raise a one-line ParamError naming `key`, its `value` and what is `allowed`."""
     if not ok:
         raise ParamError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def _check_precision(section: str, precision: str) -> None:
+    """Raise a ParamError unless `precision` is one of the Keras dtype policies offered."""
+    _require(precision in PRECISIONS, f"{section}.precision", precision,
+             " | ".join(PRECISIONS))
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,13 @@ class FeaturesParams:
     """`features`: how the frozen base is run over the images."""
 
     batch_size: int = 64
+    precision: str = "float32"
+    jit_compile: bool = False
 
     def check(self) -> None:
-        """Validate the batch size."""
+        """Validate the batch size and precision."""
         _require(self.batch_size >= 1, "features.batch_size", self.batch_size, "an integer >= 1")
+        _check_precision("features", self.precision)
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,8 @@ class FinetuneParams:
     epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 1e-5
+    precision: str = "float32"
+    jit_compile: bool = False
     augment: AugmentParams = field(default_factory=AugmentParams)
 
     def check(self) -> None:
@@ -138,6 +150,7 @@ class FinetuneParams:
         _require(self.batch_size >= 1, "finetune.batch_size", self.batch_size, "an integer >= 1")
         _require(self.learning_rate > 0, "finetune.learning_rate", self.learning_rate,
                  "a number > 0")
+        _check_precision("finetune", self.precision)
         self.augment.check()
 
 

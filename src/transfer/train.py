@@ -13,6 +13,7 @@ import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from transfer.backbones import CLASSIFIER
 from transfer.features import OUT as FEATURES
 from transfer.fetch import OUT as PREPARED
 from transfer.params import TrainParams, load_params
@@ -29,7 +30,7 @@ def build_head(feature_dim: int, num_classes: int, p: TrainParams) -> keras.Sequ
     if p.hidden_units:
         layers += [keras.layers.Dense(p.hidden_units, activation="relu"),
                    keras.layers.Dropout(p.dropout)]
-    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", name=CLASSIFIER))
     return keras.Sequential(layers, name="head")
 
 
