@@ -40,6 +40,8 @@ from transfer.runtime import atomic_path, device_description  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared/data/cifar10-jpg.tar.gz"
 HEAD_EPOCHS = 10
+SPEED_SETTINGS = [("float32", False), ("float32", True), ("mixed_bfloat16", False),
+                  ("mixed_float16", False)]
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,28 @@ def bare_predict(repo: Path, w: Workload, count: int) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
+def speed_params(repo: Path, w: Workload, count: int) -> list[tuple[str, float]]:
+    """Images/s of the `features` stage's own loop under each `features.precision` and
+    `features.jit_compile` setting, float32 without XLA first."""
+    from transfer.backbones import build_extractor, in_precision, predict_batches
+    from transfer.data import load_split
+
+    x, _ = load_split(repo / "data/prepared", "train")
+    x = np.asarray(x[:count - count % w.batch_size])
+    speeds = []
+    for precision, jit in SPEED_SETTINGS:  # a new model each time: predict functions are cached
+        runner = in_precision(build_extractor(w.backbone, "none", w.input_size, x.shape[1]),
+                              precision)
+        out = np.empty((len(x), runner.output.shape[-1]), np.float32)
+        runner.jit_compile = jit
+        predict_batches(runner, x[:w.batch_size], w.batch_size, out)  # trace and compile
+        start = time.perf_counter()
+        predict_batches(runner, x, w.batch_size, out)
+        seconds = time.perf_counter() - start
+        speeds.append((f"{precision}{', XLA' if jit else ''}", len(x) / seconds))
+    return speeds
+
+
 def textbook(data: Path, w: Workload) -> float:
     """Seconds for the Keras guide's recipe: load the images, build base-inside-the-model,
     fit the same head for 10 epochs on the images (validating each epoch), evaluate on test."""
@@ -235,8 +259,10 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
     return seconds[0], seconds[1], seconds[2]
 
 
-def benchmark(w: Workload, source: Path | None, work: Path) -> list[Row]:
-    """Run every comparison on workload `w` in `work`; return the table rows."""
+def benchmark(w: Workload, source: Path | None,
+              work: Path) -> tuple[list[Row], list[tuple[str, float]]]:
+    """Run every comparison on workload `w` in `work`; the table rows and the speed params'
+    throughputs."""
     if w.name == "quick":
         data = generated_dataset(work / "data")
     elif w.train_per_class is None:
@@ -256,6 +282,7 @@ def benchmark(w: Workload, source: Path | None, work: Path) -> list[Row]:
     rows.append(Row(1, "`features` stage vs bare `base.predict` (images/s)",
                     where.format(images), f"{ips:.1f}", f"{bare:.1f}", ips / bare,
                     ">= 0.9x", ips / bare >= 0.9))
+    speeds = speed_params(repo, w, min(256, images))
 
     theirs = textbook(data, w)
     n_train = int(np.load(repo / "data/prepared/train_y.npy").size
@@ -290,7 +317,7 @@ def benchmark(w: Workload, source: Path | None, work: Path) -> list[Row]:
                     f"{stage} {gb:.2f}" for stage, gb in memory.items()),
                     where.format(images), f"{max(memory.values()):.2f}", "—", None,
                     "<= 4 GB", max(memory.values()) <= 4))
-    return rows
+    return rows, speeds
 
 
 def main() -> None:
@@ -309,7 +336,7 @@ def main() -> None:
                  f"(train/<class>/, test/<class>/) or use --quick")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
-        rows = benchmark(w, args.data.resolve(), Path(work))
+        rows, speeds = benchmark(w, args.data.resolve(), Path(work))
     table = "\n".join([
         f"# Benchmark: {w.name} workload",
         "",
@@ -320,7 +347,14 @@ def main() -> None:
         "",
         "| # | comparison | workload | ours | other | ratio | target | met |",
         "|---|---|---|---|---|---|---|---|",
-        *(row.markdown() for row in rows), ""])
+        *(row.markdown() for row in rows),
+        "",
+        f"## Speed params: `features` throughput, {w.backbone} {w.input_size} px, batch "
+        f"{w.batch_size}, {device_description()}",
+        "",
+        "| features.precision, jit_compile | images/s | vs float32 |",
+        "|---|---|---|",
+        *(f"| {name} | {ips:.1f} | {ips / speeds[0][1]:.2f}x |" for name, ips in speeds), ""])
     print(table)
     with atomic_path(args.out) as tmp:
         tmp.write_text(table)
