@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,21 +27,54 @@ SECTIONS = ("Abstract", "Introduction", "Materials and Methods", "Results", "Dis
             "Literature Cited", "Appendix")
 
 
-def run(repo: Path, *args: str) -> str:
-    """Run a command in `repo` with this interpreter's tools first on PATH; return its output."""
-    bin_dir = str(Path(sys.executable).parent)
+RESULTS = ("metrics/evaluate.json", "dvclive/train/metrics.json",
+           "dvclive/finetune/metrics.json", "eval/predictions.csv")
+
+
+def environment(repo: Path) -> dict[str, str]:
+    """This interpreter's tools first on PATH, the repo's sources importable, a git identity."""
     identity = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
                 for what, value in (("NAME", "test"), ("EMAIL", "test@example.invalid"))}
-    env = {**os.environ, **identity, "PYTHONPATH": str(repo / "src"),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    return {**os.environ, **identity, "PYTHONPATH": str(repo / "src"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(repo: Path, *args: str) -> str:
+    """Run a command in `repo`; return its output (it must succeed)."""
+    out = subprocess.run(args, cwd=repo, env=environment(repo), capture_output=True, text=True)
     assert out.returncode == 0, f"{' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
     return out.stdout + out.stderr
+
+
+def timed(repo: Path, *args: str) -> tuple[str, float]:
+    """`run`, and the seconds it took."""
+    start = time.perf_counter()
+    output = run(repo, *args)
+    return output, time.perf_counter() - start
 
 
 def ran(output: str) -> set[str]:
     """The stages that `dvc repro` says it ran."""
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+
+
+def results(repo: Path) -> dict[str, str]:
+    """The run's metrics and predictions files (no timings), by path."""
+    return {path: (repo / path).read_text() for path in RESULTS}
+
+
+def new_project(repo: Path, data: Path) -> Path:
+    """A committed git + DVC repository of this project on the tiny dataset."""
+    repo.mkdir()
+    copy_project(repo)
+    write_params(repo, **tiny_params(data))
+    (repo / "report/notes.md").write_text("## Motivation\nTo test the paper.\n\n"
+                                          "## lr-high\nA learning rate ten times higher.\n")
+    run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, "dvc", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "tiny project")
+    return repo
 
 
 @dataclass
@@ -49,29 +84,26 @@ class Project:
     repo: Path
     repro: str
     status: str
+    baseline: dict[str, str]
     variants: list[str]
+    variant_seconds: list[float]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_folder) -> Project:
     """`dvc repro`, commit the results, then `dvc exp run` two variants of `train`."""
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
-    repo.mkdir()
-    copy_project(repo)
-    write_params(repo, **tiny_params(tiny_folder))
-    (repo / "report/notes.md").write_text("## Motivation\nTo test the paper.\n\n"
-                                          "## lr-high\nA learning rate ten times higher.\n")
-    run(repo, "git", "init", "-q", "-b", "main")
-    run(repo, "dvc", "init", "-q")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "tiny project")
+    repo = new_project(tmp_path_factory.mktemp("e2e") / "repo", tiny_folder)
     repro = run(repo, "dvc", "repro")
     status = run(repo, "dvc", "status")
+    baseline = results(repo)
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline results")
-    variants = [run(repo, "dvc", "exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.01"),
-                run(repo, "dvc", "exp", "run", "-n", "dropout-half", "-S", "train.dropout=0.5")]
-    return Project(repo, repro, status, variants)
+    variants = [timed(repo, "dvc", "exp", "run", "-n", "lr-high",
+                      "-S", "train.learning_rate=0.01"),
+                timed(repo, "dvc", "exp", "run", "-n", "dropout-half",
+                      "-S", "train.dropout=0.5")]
+    return Project(repo, repro, status, baseline, [out for out, _ in variants],
+                   [seconds for _, seconds in variants])
 
 
 def paper_sections(paper: str) -> dict[str, str]:
@@ -186,3 +218,71 @@ def test_experiment_table_lists_both_variants(project):
             for row in table.splitlines()[2:]}
     assert rows == {"main": "(baseline)", "lr-high": "train.learning_rate=0.01",
                     "dropout-half (this run)": "train.learning_rate=0.01, train.dropout=0.5"}
+
+
+def test_killed_repro_leaves_nothing_trusted_and_resumes_to_the_same_results(
+        project, tmp_path, tiny_folder):
+    """`kill -9` of `dvc repro` while `features` writes its outputs: DVC does not take the stage
+    as done, the rerun finishes it, and the results equal the uninterrupted run's byte for byte
+    (same seed on the same CPU: this is also the determinism check across two repositories)."""
+    repo = new_project(tmp_path / "repo", tiny_folder)
+    repro = subprocess.Popen(["dvc", "repro"], cwd=repo, env=environment(repo),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(repo.glob(".features.*.tmp")):  # the stage is writing its outputs
+        assert repro.poll() is None and time.monotonic() < deadline, "features never started"
+        time.sleep(0.05)
+    os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait()
+    assert not (repo / "features").exists()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"fetch"}
+    resumed = run(repo, "dvc", "repro")
+    assert ran(resumed) == set(STAGES) - {"fetch"}
+    assert results(repo) == project.baseline
+    assert not list(repo.glob("**/.*.tmp*")), "a killed stage's temporary output was left behind"
+
+
+@pytest.fixture(scope="module")
+def switched_back(project) -> tuple[str, float]:
+    """After the variants, params.yaml back to the committed baseline and `dvc repro` (output,
+    seconds). Changes the workspace, so only the last tests of this module use it."""
+    run(project.repo, "git", "checkout", "params.yaml")
+    return timed(project.repo, "dvc", "repro")
+
+
+def test_params_already_run_are_restored_from_the_run_cache(project, switched_back):
+    """Going back to a params set already run checks its outputs out of DVC's run cache in a
+    fraction of the time the variants took to compute theirs."""
+    output, seconds = switched_back
+    assert not ran(output)
+    for stage in ("train", "finetune", "evaluate", "report"):
+        assert f"Stage '{stage}' is cached - skipping run" in output
+    assert results(project.repo) == project.baseline
+    assert seconds < 0.5 * min(project.variant_seconds), (seconds, project.variant_seconds)
+
+
+def test_queued_variants_run_in_parallel_give_the_sequential_results(project, switched_back):
+    """The two variants queued and run by two workers at once equal the runs made one after the
+    other (the sequential settings were cumulative, so the queued ones are too)."""
+    repo = project.repo
+    run(repo, "dvc", "exp", "run", "--queue", "-n", "q-lr-high", "-S", "train.learning_rate=0.01")
+    run(repo, "dvc", "exp", "run", "--queue", "-n", "q-dropout-half",
+        "-S", "train.learning_rate=0.01", "-S", "train.dropout=0.5")
+    run(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", status := run(repo, "dvc", "queue", "status")):
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    import dvc.api
+
+    revs = {row["Experiment"]: row["rev"] for row in dvc.api.exp_show(repo=str(repo))}
+
+    def committed(name: str) -> list[str]:
+        """The experiment's metrics files as committed by DVC."""
+        return [run(repo, "git", "show", f"{revs[name]}:{path}") for path in RESULTS[:3]]
+
+    assert committed("q-lr-high") == committed("lr-high")
+    assert committed("q-dropout-half") == committed("dropout-half")

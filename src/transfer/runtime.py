@@ -64,10 +64,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
     The temporary name keeps the target's suffix, so writers that choose a format by extension
     (Keras: `.keras`, `.h5`) still work. On any error the temporary is removed and the target is
-    left as it was: a killed or failed stage never leaves a half-written output behind.
+    left as it was: a killed or failed stage never leaves a half-written output behind, and
+    what a `kill -9` leaves in a temporary is removed by the next run.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    pattern = f".{target.stem}.*.tmp{target.suffix}"
+    for stale in target.parent.glob(pattern):  # left by a killed run (DVC locks the workspace)
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
                                     dir=target.parent)
     os.close(fd)
