@@ -223,7 +223,8 @@ def test_decode_image_modes(tmp_path, name, image, colour):
 
 
 def test_fetch_mixed_modes_and_stray_files(workdir, tmp_path, capsys):
-    """Mixed modes, sizes and upper-case suffixes load; stray files and hidden dirs are skipped."""
+    """Mixed modes, sizes, formats (PNG, JPEG, BMP, GIF, WebP) and upper-case suffixes load;
+    stray files (.DS_Store, Thumbs.db, .txt) are counted and skipped, hidden dirs too."""
     root = tmp_path / "mixed"
     for split in ("train", "test"):
         for cls in ("a", "b"):
@@ -232,14 +233,18 @@ def test_fetch_mixed_modes_and_stray_files(workdir, tmp_path, capsys):
             save(folder / "alpha.PNG", Image.new("RGBA", (40, 40), (0, 0, 255, 90)))
             save(folder / "palette.png", red_palette_image((40, 40)))
             save(folder / "photo.JPG", Image.new("RGB", (30, 12), (0, 200, 0)))
+            save(folder / "scan.BMP", Image.new("RGB", (50, 50), (10, 20, 30)))
+            save(folder / "anim.gif", Image.new("L", (25, 25), 200))
+            save(folder / "pic.webp", Image.new("RGB", (64, 48), (90, 90, 0)))
             (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+            (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
             (folder / "notes.txt").write_text("not an image\n")
     (root / "train" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     save(root / "train" / ".ipynb_checkpoints" / "gray.png", Image.new("L", (8, 8)))
     out = run_fetch(workdir, root)
-    assert "ignored 8 non-image file(s)" in capsys.readouterr().out
+    assert "ignored 12 non-image file(s)" in capsys.readouterr().out
     images = []
-    for split, count in (("train", 6), ("val", 2), ("test", 8)):
+    for split, count in (("train", 10), ("val", 4), ("test", 14)):
         x, y = load_prepared(out, split)
         assert x.shape == (count, SIZE, SIZE, 3) and x.dtype == np.uint8
         assert np.bincount(y).tolist() == [count // 2] * 2
@@ -266,8 +271,28 @@ def test_corrupt_image_names_file_and_leaves_nothing(workdir, tmp_path, split, k
     with pytest.raises(DataError) as err:
         fetch.main()
     assert isinstance(err.value, UserError)
-    assert str(bad) in str(err.value)
+    assert str(bad) in str(err.value) and "data.skip_corrupt" in str(err.value)
     assert "\n" not in str(err.value)
+    assert data_listing(workdir) == []
+
+
+def test_skip_corrupt_leaves_out_and_counts_bad_images(workdir, tmp_path, capsys):
+    """With data.skip_corrupt, corrupt images in train and test are skipped and counted."""
+    folder = make_image_folder(tmp_path / "ds", ["cat", "dog"], 4, 2)
+    (folder / "train" / "dog" / "bad.jpg").write_bytes(b"this is not a jpeg" * 10)
+    truncated_png(folder / "test" / "cat" / "bad.png")
+    out = run_fetch(workdir, folder, skip_corrupt=True)
+    assert "skipped 2 corrupt image(s)" in capsys.readouterr().out
+    sizes = {split: len(load_prepared(out, split)[1]) for split in ("train", "val", "test")}
+    assert sizes == {"train": 6, "val": 2, "test": 4}
+
+
+def test_skip_corrupt_still_needs_an_image_per_class(workdir, tmp_path):
+    """A class whose every image is corrupt is an error even with data.skip_corrupt."""
+    folder = make_image_folder(tmp_path / "ds", ["cat", "dog"], 2, 1)
+    (folder / "test" / "dog" / "000.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="test/dog: no image in this class folder decodes"):
+        run_fetch(workdir, folder, skip_corrupt=True)
     assert data_listing(workdir) == []
 
 
@@ -286,12 +311,13 @@ def test_failed_fetch_keeps_previous_output(workdir, tmp_path):
 # --- folder layout errors ---------------------------------------------------------------------
 
 
-def test_class_missing_from_test(workdir, tmp_path):
-    """A class folder in train but not in test is a DataError naming the class."""
+@pytest.mark.parametrize(("removed", "kept"), [("test", "train"), ("train", "test")])
+def test_class_in_one_split_only(workdir, tmp_path, removed, kept):
+    """A class folder in only one of train and test is a DataError naming the class."""
     folder = make_image_folder(tmp_path / "ds", ["cat", "dog", "emu"], 2, 1)
-    shutil.rmtree(folder / "test" / "emu")
+    shutil.rmtree(folder / removed / "emu")
     write_params(workdir, **tiny_params(folder))
-    with pytest.raises(DataError, match=r"only in train: \['emu'\]"):
+    with pytest.raises(DataError, match=rf"only in {kept}: \['emu'\]"):
         fetch.main()
     assert data_listing(workdir) == []
 

@@ -171,15 +171,20 @@ def test_null_allowed_only_for_optional(workdir):
     assert "train.epochs=None" in message
 
 
-def test_stage_reports_bad_param_in_one_line(workdir):
-    """`python -m transfer.fetch` with a bad param exits 2 with one 'error:' line naming the key."""
-    write_params(workdir, train={"epoch": 3})
+@pytest.mark.parametrize(("sections", "expected"), [
+    ({"train": {"epoch": 3}}, ("train.epoch", "did you mean 'epochs'")),
+    ({"model": {"backbone": "EfficientNetB9"}}, ("model.backbone='EfficientNetB9'",
+                                                  "did you mean 'EfficientNetB7'")),
+], ids=["unknown-key", "unknown-backbone"])
+def test_stage_reports_bad_param_in_one_line(workdir, sections, expected):
+    """`python -m transfer.fetch` with a bad param, even one only a later stage uses, exits 2
+    before any work with one 'error:' line naming the key."""
+    write_params(workdir, **sections)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-m", "transfer.fetch"], cwd=workdir, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "train.epoch" in lines[0] and "did you mean 'epochs'" in lines[0]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
+    assert all(part in errors[0] for part in expected), errors[0]
     assert not (workdir / "data").exists()

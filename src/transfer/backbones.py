@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from transfer.params import ParamError
 from transfer.runtime import UserError
 
 FRONT_LAYERS = ("image", "resize", "preprocess")
@@ -51,12 +52,12 @@ def family(backbone: str) -> str:
 
 
 def check_backbone(backbone: str) -> None:
-    """Raise a UserError listing the valid names if `backbone` is not a known application."""
+    """Raise a ParamError listing the valid names if `backbone` is not a known application."""
     names = backbone_names()
     if backbone not in names:
         close = difflib.get_close_matches(backbone, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UserError(f"model.backbone={backbone!r} is not a keras.applications model{hint}; "
+        raise ParamError(f"model.backbone={backbone!r} is not a keras.applications model{hint}; "
                         f"valid: {', '.join(names)}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -124,7 +125,34 @@ def decode_image(path: Path, size: int) -> np.ndarray:
             image.draft("RGB", (size, size))
             return to_rgb_array(image, size)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from e
+        raise DataError(f"{path}: cannot decode image ({e}); set data.skip_corrupt: true "
+                        "to skip such files") from e
+
+
+def without_corrupt(dataset: FolderDataset, size: int,
+                    workers: int = 4) -> tuple[FolderDataset, list[Path]]:
+    """`dataset` without the images that fail to decode (each is decoded once to find out),
+    and the paths left out. A class left without images is a DataError."""
+    def decodes(path: Path) -> bool:
+        try:
+            decode_image(path, size)
+        except DataError:
+            return False
+        return True
+
+    kept, dropped = {}, []
+    for name in ("train", "test"):
+        split = getattr(dataset, name)
+        with ThreadPoolExecutor(workers) as pool:
+            good = np.fromiter(pool.map(decodes, split.paths), bool, len(split.paths))
+        dropped += [path for path, ok in zip(split.paths, good) if not ok]
+        kept[name] = FolderSplit([path for path, ok in zip(split.paths, good) if ok],
+                                 split.labels[good])
+        empty = sorted(set(range(len(dataset.classes))) - set(kept[name].labels.tolist()))
+        if empty:
+            raise DataError(f"{name}/{dataset.classes[empty[0]]}: no image in this class folder "
+                            "decodes")
+    return dataclasses.replace(dataset, **kept), dropped
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -20,6 +20,7 @@ from transfer.data import (
     stratified_split,
     stratified_subset,
     to_rgb_array,
+    without_corrupt,
     write_images,
 )
 from transfer.params import DataParams, load_params
@@ -62,6 +63,11 @@ def fetch_folder(p: DataParams, seed: int, out: Path) -> list[str]:
         dataset = scan_folder(find_root(top))
         if dataset.ignored:
             print(f"fetch: ignored {dataset.ignored} non-image file(s) in {p.path}")
+        if p.skip_corrupt:
+            dataset, dropped = without_corrupt(dataset, p.image_size)
+            if dropped:
+                print(f"fetch: skipped {len(dropped)} corrupt image(s) (data.skip_corrupt), "
+                      f"the first: {dropped[0]}")
         rng = np.random.default_rng(seed)
         labels = dataset.train.labels
         pool = stratified_subset(labels, p.fraction, rng)

@@ -42,6 +42,7 @@ class DataParams:
     image_size: int = 32
     fraction: float = 1.0
     val_split: float = 0.1
+    skip_corrupt: bool = False
 
     def check(self) -> None:
         """Validate ranges and the combination of source and path."""
@@ -67,7 +68,11 @@ class ModelParams:
     cut_layer: str | None = None
 
     def check(self) -> None:
-        """Validate the input size and the weights choice (backbone names are checked later)."""
+        """Validate the backbone name, input size and weights (the cut layer is checked when the
+        base is built, at the start of `features`)."""
+        from transfer.backbones import check_backbone
+
+        check_backbone(self.backbone)
         _require(32 <= self.input_size <= 1024, "model.input_size", self.input_size,
                  "an integer in [32, 1024]")
         _require(self.weights in ("imagenet", "none") or Path(self.weights).is_file(),
