@@ -58,7 +58,7 @@ def check_backbone(backbone: str) -> None:
         close = difflib.get_close_matches(backbone, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ParamError(f"model.backbone={backbone!r} is not a keras.applications model{hint}; "
-                        f"valid: {', '.join(names)}")
+                         f"valid: {', '.join(names)}")
 
 
 def preprocessing_affine(mode: str | None) -> tuple[np.ndarray, np.ndarray] | None:
