@@ -118,15 +118,15 @@ def to_rgb_array(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """Decode one image file to RGB uint8 (size, size, 3); a corrupt file raises DataError."""
+def decode_image(path: Path, size: int, hint: str = "") -> np.ndarray:
+    """Decode one image file to RGB uint8 (size, size, 3); a corrupt file raises DataError
+    (its message ends with `hint`)."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (size, size))
             return to_rgb_array(image, size)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot decode image ({e}); set data.skip_corrupt: true "
-                        "to skip such files") from e
+        raise DataError(f"{path}: cannot decode image ({e}){hint}") from e
 
 
 def without_corrupt(dataset: FolderDataset, size: int,

@@ -27,6 +27,7 @@ from transfer.params import DataParams, load_params
 from transfer.runtime import UserError, atomic_path, run_stage, write_json
 
 OUT = Path("data/prepared")
+SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
 
 
 def write_split(out: Path, split: str, labels: np.ndarray, size: int, load) -> None:
@@ -77,7 +78,7 @@ def fetch_folder(p: DataParams, seed: int, out: Path) -> list[str]:
                                    ("test", dataset.test, np.arange(len(dataset.test.labels)))):
             paths = [source.paths[i] for i in idx]
             write_split(out, split, source.labels[idx], p.image_size,
-                        lambda i, paths=paths: decode_image(paths[i], p.image_size))
+                        lambda i, paths=paths: decode_image(paths[i], p.image_size, SKIP_HINT))
     return dataset.classes
 
 

@@ -141,3 +141,24 @@ def table_image(header: Sequence[str], rows: Sequence[Sequence[str]], path: Path
             cell.set_facecolor("#f6f8fa")
     fig.axes[0].axis("off")
     save(fig, path)
+
+
+def predictions(images: Sequence[np.ndarray], names: Sequence[str], top: Sequence[Sequence[
+        tuple[str, float]]], path: Path) -> None:
+    """Each image beside a bar chart of its top classes and their probabilities."""
+    fig, axes = plt.subplots(len(images), 2, figsize=(7, 2.2 * len(images)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.6]})
+    for (image_ax, bars_ax), image, name, ranked in zip(axes, images, names, top):
+        image_ax.imshow(image)
+        image_ax.set_title(name, fontsize=9)
+        image_ax.axis("off")
+        labels, probs = zip(*ranked)
+        bars_ax.barh(range(len(ranked)), probs, color=[FINETUNED] + [HEAD] * (len(ranked) - 1))
+        bars_ax.set_yticks(range(len(ranked)), labels)
+        bars_ax.invert_yaxis()
+        bars_ax.set_xlim(0, 1)
+        bars_ax.set_xlabel("probability")
+        for y, p in enumerate(probs):
+            bars_ax.text(min(p + 0.02, 0.85), y, f"{p:.1%}", va="center", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,117 @@
+"""Classify new images with the exported model: a table, JSON, or a figure of each image.
+
+    python -m transfer.predict IMAGE_OR_FOLDER [--model models/model.keras] [--top 3]
+        [--classes data/prepared/classes.json] [--json] [--plot predictions.png]
+
+Reads any size, mode and format that `fetch` reads (PNG, JPEG, BMP, GIF, WebP); a folder
+is searched recursively. Class names come from the dataset the model was trained on.
+`show_example` draws the prediction for an image of the prepared dataset itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from transfer import plots
+from transfer.data import IMAGE_SUFFIXES, decode_image, load_split
+from transfer.evaluate import EXPORTS
+from transfer.fetch import OUT as PREPARED
+from transfer.runtime import UserError, read_json, run_stage
+
+MODEL = EXPORTS[0]
+CLASSES = PREPARED / "classes.json"
+PLOTTED = 12  # images drawn by --plot at most
+CHUNK = 256  # images decoded at a time
+Ranked = list[tuple[str, float]]
+
+
+def image_paths(target: Path) -> list[Path]:
+    """`target` itself, or every image file under the folder `target`, sorted."""
+    if not target.exists():
+        raise UserError(f"{target}: no such file or folder")
+    if target.is_file():
+        return [target]
+    paths = sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                   and p.is_file())
+    if not paths:
+        raise UserError(f"{target}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
+
+
+def load_classifier(model_path: Path, classes_path: Path) -> tuple[keras.Model, list[str]]:
+    """The model and the class names of the dataset it was trained on, checked to match."""
+    for path, what in ((model_path, "--model"), (classes_path, "--classes")):
+        if not path.is_file():
+            raise UserError(f"{path}: no such file; run `dvc repro` first or pass {what}")
+    model = keras.models.load_model(model_path, compile=False)
+    classes = read_json(classes_path)
+    if model.output_shape[-1] != len(classes):
+        raise UserError(f"{model_path} predicts {model.output_shape[-1]} classes but "
+                        f"{classes_path} names {len(classes)}: the model comes from another "
+                        "dataset; pass that dataset's classes.json as --classes")
+    return model, classes
+
+
+def ranked(probs: np.ndarray, classes: list[str], top: int) -> list[Ranked]:
+    """The `top` most probable classes of each row of `probs`, best first."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    return [[(classes[c], float(row[c])) for c in best] for row, best in zip(probs, order)]
+
+
+def show_example(split: str, class_name: str, out: Path, index: int = 0, top: int = 3,
+                 model_path: Path = MODEL, classes_path: Path = CLASSES) -> Ranked:
+    """Draw the `index`-th prepared `split` image of `class_name` with the model's top classes
+    into `out`; return them."""
+    model, classes = load_classifier(model_path, classes_path)
+    if class_name not in classes:
+        raise UserError(f"class {class_name!r} is not one of {', '.join(classes)}")
+    x, y = load_split(PREPARED, split)
+    members = np.flatnonzero(y == classes.index(class_name))
+    if not 0 <= index < len(members):
+        raise UserError(f"index {index} is out of range: {split} has {len(members)} "
+                        f"{class_name} images")
+    image = np.asarray(x[members[index]])
+    best = ranked(model.predict(image[None].astype(np.float32), verbose=0), classes, top)
+    plots.predictions([image], [f"{split} / {class_name} #{index}"], best, out)
+    return best[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments, classify the images and print (or plot) the top classes."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path, metavar="IMAGE_OR_FOLDER")
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--classes", type=Path, default=CLASSES)
+    parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the images and predictions")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        raise UserError(f"--top {args.top} is not allowed: an integer >= 1")
+    paths = image_paths(args.target)
+    model, classes = load_classifier(args.model, args.classes)
+    size, best, shown = model.input_shape[1], [], []
+    for start in range(0, len(paths), CHUNK):
+        images = np.stack([decode_image(path, size) for path in paths[start:start + CHUNK]])
+        best += ranked(model.predict(images.astype(np.float32), batch_size=64, verbose=0),
+                       classes, min(args.top, len(classes)))
+        shown += list(images[:PLOTTED - len(shown)])
+    if args.json:
+        print(json.dumps([{"image": str(path), "predictions": [
+            {"class": c, "probability": p} for c, p in top]} for path, top in zip(paths, best)],
+            indent=2))
+    else:
+        width = max(len(str(path)) for path in paths)
+        for path, top in zip(paths, best):
+            print(f"{str(path):<{width}}  " + "  ".join(f"{c} {p:6.1%}" for c, p in top))
+    if args.plot:
+        plots.predictions(shown, [path.name for path in paths], best, args.plot)
+
+
+if __name__ == "__main__":
+    run_stage(main)
