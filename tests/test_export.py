@@ -14,7 +14,10 @@ from transfer import preprocess_data
 from transfer.runtime import read_json
 
 
-@pytest.mark.parametrize("backbone", ["ResNet50", "DenseNet121", "ResNet50V2"])
+# ResNet50: "caffe" preprocessing, the one with a channel swap; every family's preprocessing is
+# checked against keras.applications in test_backbones (DenseNet121 and ResNet50V2 here took
+# 2.5 minutes of CI for no other check).
+@pytest.mark.parametrize("backbone", ["ResNet50"])
 def test_h5_round_trip_and_consistency(workdir, cifar_like_folder, backbone):
     """cifar10.h5 evaluates like the pipeline's metrics; its base matches the cached features
     and a hand-built `base(preprocess_input(resize(x)))`."""
