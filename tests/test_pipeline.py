@@ -265,13 +265,17 @@ def test_params_already_run_are_restored_from_the_run_cache(project, switched_ba
     assert seconds < 0.5 * min(project.variant_seconds), (seconds, project.variant_seconds)
 
 
-def test_queued_variants_run_in_parallel_give_the_sequential_results(project, switched_back):
-    """The two variants queued and run by two workers at once equal the runs made one after the
-    other (the sequential settings were cumulative, so the queued ones are too)."""
+@pytest.fixture(scope="module")
+def queued(project, switched_back) -> dict[str, str]:
+    """The two variants queued with `dvc exp run --queue` and run by `dvc queue start -j 2`
+    (the sequential settings were cumulative, so the queued ones are too). Forced from `train`
+    on: DVC's run cache would otherwise restore the sequential runs' outputs. Returns the commit
+    of every run by its name in `logs/`: `workspace` is the committed baseline."""
     repo = project.repo
-    run(repo, "dvc", "exp", "run", "--queue", "-n", "q-lr-high", "-S", "train.learning_rate=0.01")
-    run(repo, "dvc", "exp", "run", "--queue", "-n", "q-dropout-half",
-        "-S", "train.learning_rate=0.01", "-S", "train.dropout=0.5")
+    queue = ("dvc", "exp", "run", "--queue", "--force", "--downstream", "train")
+    run(repo, *queue, "-n", "q-lr-high", "-S", "train.learning_rate=0.01")
+    run(repo, *queue, "-n", "q-dropout-half", "-S", "train.learning_rate=0.01",
+        "-S", "train.dropout=0.5")
     run(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 600
     while re.search(r"\b(Queued|Running)\b", status := run(repo, "dvc", "queue", "status")):
@@ -280,11 +284,43 @@ def test_queued_variants_run_in_parallel_give_the_sequential_results(project, sw
     assert status.count("Success") == 2, status
     import dvc.api
 
-    revs = {row["Experiment"]: row["rev"] for row in dvc.api.exp_show(repo=str(repo))}
+    return {"workspace": "HEAD", **{row["Experiment"]: row["rev"]
+                                   for row in dvc.api.exp_show(repo=str(repo))}}
 
-    def committed(name: str) -> list[str]:
-        """The experiment's metrics files as committed by DVC."""
-        return [run(repo, "git", "show", f"{revs[name]}:{path}") for path in RESULTS[:3]]
 
-    assert committed("q-lr-high") == committed("lr-high")
-    assert committed("q-dropout-half") == committed("dropout-half")
+def committed(project: Project, rev: str, path: str) -> str:
+    """A file as committed in `rev`."""
+    return run(project.repo, "git", "show", f"{rev}:{path}")
+
+
+def test_queued_variants_run_in_parallel_give_the_sequential_results(project, queued):
+    """The queued variants, run by two workers at once, equal the runs made one after the
+    other."""
+    for name in ("lr-high", "dropout-half"):
+        assert ([committed(project, queued[f"q-{name}"], path) for path in RESULTS[:3]] ==
+                [committed(project, queued[name], path) for path in RESULTS[:3]])
+
+
+def tensorboard_accuracy(run_dir: Path) -> tuple[list[int], list[float]]:
+    """Epochs and validation accuracies as TensorBoard reads them from a run's event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    events = EventAccumulator(str(run_dir / "validation"), size_guidance={"tensors": 0}).Reload()
+    scalars = events.Tensors("epoch_accuracy")
+    return [e.step for e in scalars], [float(make_ndarray(e.tensor_proto)) for e in scalars]
+
+
+def test_tensorboard_gathers_both_phases_of_every_run(project, queued):
+    """`logs/` of the main repository holds `train` and `finetune` logs of the plain repro and of
+    every experiment, queued ones included, and their curves are the ones DVCLive recorded."""
+    logs = project.repo / "logs"
+    assert {p.name for p in logs.iterdir()} == {"workspace", "lr-high", "dropout-half",
+                                                "q-lr-high", "q-dropout-half"}
+    for name in ("lr-high", "q-dropout-half", "workspace"):
+        for stage in ("train", "finetune"):
+            rows = committed(project, queued[name],
+                             f"dvclive/{stage}/plots/metrics/eval/accuracy.tsv").split()[2:]
+            steps, accuracies = tensorboard_accuracy(logs / name / stage)
+            assert steps == [int(step) for step in rows[::2]], (name, stage)
+            assert accuracies == pytest.approx([float(a) for a in rows[1::2]]), (name, stage)

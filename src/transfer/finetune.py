@@ -35,7 +35,6 @@ from transfer.train import LIVE as HEAD_LIVE
 
 MODEL = Path("models/finetuned.keras")
 LIVE = Path("dvclive/finetune")
-TENSORBOARD = Path("logs/finetune")
 
 
 class DiskRows:
@@ -184,7 +183,7 @@ def main() -> None:
             model.compile(optimizer, loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=p.jit_compile)
             best = Path(tmp) / "best.weights.h5"
-            summary = fit_logged(model, LIVE, TENSORBOARD, best, patience=None,
+            summary = fit_logged(model, LIVE, best, patience=None,
                                  first_epoch=first_epoch, x=train_batches,
                                  validation_data=val_batches, epochs=first_epoch + p.epochs)
             model.load_weights(best)

@@ -58,6 +58,20 @@ def device_description() -> str:
     return f"{models[0] if models else platform.machine()} CPU, {cores} cores, no GPU"
 
 
+def tensorboard_dir(stage: str) -> Path:
+    """An empty directory for this run's TensorBoard logs of `stage`: `logs/<run>/<stage>`.
+
+    `<run>` is the experiment's name under `dvc exp run`, else `workspace`. The root is the
+    main repository (DVC sets `DVC_ROOT` to it even for queued experiments, which run in
+    temporary copies), so one `tensorboard --logdir logs` compares every run. These logs are a
+    view across runs, not an output DVC versions: DVCLive's files are.
+    """
+    path = Path(os.environ.get("DVC_ROOT", ".")) / "logs" / os.environ.get(
+        "DVC_EXP_NAME", "workspace") / stage
+    shutil.rmtree(path, ignore_errors=True)  # a rerun replaces its run's curves
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `target` (file or directory) and move it into place on success.

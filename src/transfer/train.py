@@ -1,7 +1,8 @@
 """Stage `train`: fit the classification head on the cached features (the base never runs).
 
 Keeps the best validation epoch (ModelCheckpoint), stops early, and logs curves to
-TensorBoard and DVCLive. Writes `models/head.keras` and `dvclive/train/`.
+DVCLive and TensorBoard. Writes `models/head.keras`, `dvclive/train/` and this run's
+TensorBoard logs (see `runtime.tensorboard_dir`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from transfer.backbones import CLASSIFIER
 from transfer.features import OUT as FEATURES
 from transfer.fetch import OUT as PREPARED
 from transfer.params import TrainParams, load_params
-from transfer.runtime import atomic_path, read_json, run_stage, seed_everything
+from transfer.runtime import atomic_path, read_json, run_stage, seed_everything, tensorboard_dir
 
 HEAD = Path("models/head.keras")
 LIVE = Path("dvclive/train")
-TENSORBOARD = Path("logs/train")
 
 
 def build_head(feature_dim: int, num_classes: int, p: TrainParams) -> keras.Sequential:
@@ -40,14 +40,15 @@ def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
             np.load(FEATURES / f"{split}_y.npy"))
 
 
-def fit_logged(model: keras.Model, live_dir: Path, tensorboard_dir: Path, checkpoint: Path,
-               patience: int | None, first_epoch: int = 0, **fit_args) -> dict:
-    """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive and
-    TensorBoard with epochs numbered from `first_epoch`; returns the DVCLive summary."""
+def fit_logged(model: keras.Model, live_dir: Path, checkpoint: Path, patience: int | None,
+               first_epoch: int = 0, **fit_args) -> dict:
+    """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
+    `live_dir` and to TensorBoard under the stage's name, epochs numbered from `first_epoch`;
+    returns the DVCLive summary."""
     callbacks = [keras.callbacks.ModelCheckpoint(
                      checkpoint, monitor="val_accuracy", save_best_only=True,
                      save_weights_only=str(checkpoint).endswith(".weights.h5")),
-                 keras.callbacks.TensorBoard(tensorboard_dir)]
+                 keras.callbacks.TensorBoard(tensorboard_dir(live_dir.name))]
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
@@ -73,7 +74,7 @@ def main() -> None:
     head.compile(keras.optimizers.Adam(p.learning_rate), loss="sparse_categorical_crossentropy",
                  metrics=["accuracy"])
     with atomic_path(HEAD) as checkpoint:
-        summary = fit_logged(head, LIVE, TENSORBOARD, checkpoint, p.patience,
+        summary = fit_logged(head, LIVE, checkpoint, p.patience,
                              x=x_train, y=y_train, validation_data=load_features("val"),
                              epochs=p.epochs, batch_size=p.batch_size)
     print(f"train: best val_accuracy {summary['best_val_accuracy']:.4f} "
