@@ -111,6 +111,8 @@ def test_wrong_type(workdir, sections, key, expected):
     ("evaluate", "top_k", 0),
     ("features", "precision", "float16"),
     ("finetune", "precision", "bfloat16"),
+    ("train", "strategy", "horovod"),
+    ("finetune", "strategy", "tpu"),
 ])
 def test_out_of_range(workdir, section, key, value):
     """A value outside its allowed range is rejected, naming the key and the value."""

@@ -7,7 +7,8 @@ stays exact under caching: the flipped images' activations are cached too, and e
 draws one orientation per image. Other augmentations (rotation, zoom, translation) change
 every pixel every epoch, so with them the whole model runs on the images as in the Keras guide.
 Training runs in `finetune.precision` (loss scaling for float16), with XLA if
-`finetune.jit_compile`; the saved model is float32 either way.
+`finetune.jit_compile`, under `finetune.strategy` (see `transfer.distribute`); the saved model
+is float32 either way.
 
 Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 `dvclive/finetune/`, its epochs numbered after the head's so the curves join.
@@ -23,13 +24,22 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from transfer import distribute
 from transfer.backbones import in_precision, predict_batches, split_below, unfreeze_top
 from transfer.data import load_split
 from transfer.features import EXTRACTOR
 from transfer.fetch import OUT as PREPARED
 from transfer.params import AugmentParams, Params, load_params
-from transfer.runtime import atomic_path, read_json, run_stage, seed_everything, write_json
+from transfer.runtime import (
+    atomic_path,
+    read_json,
+    run_stage,
+    seed_everything,
+    tensorboard_dir,
+    write_json,
+)
 from transfer.train import HEAD, fit_logged
 from transfer.train import LIVE as HEAD_LIVE
 
@@ -130,74 +140,101 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layers.Layer,
-                   train: Split, val: Split, params: Params,
+                   train: Split, val: Split, params: Params, strategy: tf.distribute.Strategy,
                    tmp: Path) -> tuple[keras.Model, Batches, Batches]:
-    """Training model and batches over cached activations of the frozen bottom of the base."""
+    """Training model (under `strategy`) and batches over cached activations of the frozen
+    bottom of the base. The cache is plain inference, outside the strategy: Keras 3 gives every
+    replica the whole of a `predict_on_batch` batch."""
     p, bs = params.finetune, params.features.batch_size
+    batch_size = p.batch_size * strategy.num_replicas_in_sync
     bottom, top = split_below(extractor, first)
     bottom.jit_compile = p.jit_compile
-    acts = keras.Input(top.input.shape[1:])
-    model = keras.Model(acts, head(top(acts, training=False)))
+    with strategy.scope():
+        acts = keras.Input(top.input.shape[1:])
+        model = keras.Model(acts, head(top(acts, training=False)))
     (x_train, y_train), (x_val, y_val) = train, val
     flipped = None
     if p.augment.flip:
         flipped = cache(bottom, x_train, bs, tmp, "train_flipped", flip=True)
     return (model,
-            Batches(cache(bottom, x_train, bs, tmp, "train"), y_train, p.batch_size, params.seed,
+            Batches(cache(bottom, x_train, bs, tmp, "train"), y_train, batch_size, params.seed,
                     flipped=flipped),
-            Batches(cache(bottom, x_val, bs, tmp, "val"), y_val, p.batch_size, params.seed,
+            Batches(cache(bottom, x_val, bs, tmp, "val"), y_val, batch_size, params.seed,
                     shuffle=False))
 
 
 def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Split,
-              params: Params) -> tuple[keras.Model, Batches, Batches]:
-    """Training model and batches over augmented images: the whole base runs every step."""
+              params: Params, strategy: tf.distribute.Strategy,
+              ) -> tuple[keras.Model, Batches, Batches]:
+    """Training model (under `strategy`) and batches over augmented images: the whole base
+    runs every step."""
+    batch_size = params.finetune.batch_size * strategy.num_replicas_in_sync
+    with strategy.scope():
+        image = keras.Input(extractor.input.shape[1:])
+        model = keras.Model(image, head(extractor(augmentation(params.finetune.augment)(image),
+                                                  training=False)))
+    return (model, Batches(*train, batch_size, params.seed),
+            Batches(*val, batch_size, params.seed, shuffle=False))
+
+
+def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
+              strategy: tf.distribute.Strategy, root: Path, first_epoch: int) -> dict:
+    """Unfreeze the top of `extractor` and train it with `head` (both in place, both built under
+    `strategy`), logging to `root`; the best epoch's weights are kept. Returns the DVCLive
+    summary."""
     p = params.finetune
-    image = keras.Input(extractor.input.shape[1:])
-    model = keras.Model(image, head(extractor(augmentation(p.augment)(image), training=False)))
-    return (model, Batches(*train, p.batch_size, params.seed),
-            Batches(*val, p.batch_size, params.seed, shuffle=False))
+    top_layers = unfreeze_top(extractor, p.layers)
+    train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
+    with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
+        if p.augment.flip_only:
+            model, train_batches, val_batches = on_activations(
+                extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
+        else:
+            model, train_batches, val_batches = on_images(extractor, head, train, val, params,
+                                                          strategy)
+        with strategy.scope():
+            optimizer = keras.optimizers.Adam(p.learning_rate)
+            if p.precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            model.compile(optimizer, loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=p.jit_compile)
+        best = Path(tmp) / "best.weights.h5"
+        tensorboard = tensorboard_dir("finetune") if distribute.is_chief(strategy) else None
+        summary = fit_logged(model, root / LIVE, tensorboard, best, patience=None,
+                             first_epoch=first_epoch,
+                             x=distribute.as_dataset(train_batches),
+                             validation_data=distribute.as_dataset(val_batches),
+                             epochs=first_epoch + p.epochs)
+        model.load_weights(best)
+    return summary
 
 
 def main() -> None:
     """Fine-tune from the saved extractor and head; save the full model of the best epoch."""
     params = load_params()
     p = params.finetune
+    strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
-    extractor = keras.models.load_model(EXTRACTOR)
-    head = keras.models.load_model(HEAD)
     first_epoch = read_json(HEAD_LIVE / "metrics.json")["epochs"]
-    if p.layers and p.epochs:
-        extractor, head = in_precision(extractor, p.precision), in_precision(head, p.precision)
-        top_layers = unfreeze_top(extractor, p.layers)
-        train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
-        with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
-            if p.augment.flip_only:
-                model, train_batches, val_batches = on_activations(
-                    extractor, head, top_layers[0], train, val, params, Path(tmp))
-            else:
-                model, train_batches, val_batches = on_images(extractor, head, train, val, params)
-            optimizer = keras.optimizers.Adam(p.learning_rate)
-            if p.precision == "mixed_float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            model.compile(optimizer, loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"], jit_compile=p.jit_compile)
-            best = Path(tmp) / "best.weights.h5"
-            summary = fit_logged(model, LIVE, best, patience=None,
-                                 first_epoch=first_epoch, x=train_batches,
-                                 validation_data=val_batches, epochs=first_epoch + p.epochs)
-            model.load_weights(best)
-        print(f"finetune: best val_accuracy {summary['best_val_accuracy']:.4f} "
-              f"at epoch {summary['best_epoch']}")
-    else:
-        (LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
-        write_json(LIVE / "metrics.json", {"epochs": first_epoch, "skipped": True})
-        print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
-    final = in_precision(keras.Model(extractor.input, head(extractor.output), name="classifier"),
-                         "float32")
-    with atomic_path(MODEL) as tmp:
-        final.save(tmp)
-
+    with strategy.scope():
+        extractor = keras.models.load_model(EXTRACTOR)
+        head = keras.models.load_model(HEAD)
+    with distribute.output_root(strategy) as root:
+        if p.layers and p.epochs:
+            with strategy.scope():
+                extractor = in_precision(extractor, p.precision)
+                head = in_precision(head, p.precision)
+            summary = fine_tune(extractor, head, params, strategy, root, first_epoch)
+            print(f"finetune: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
+                  f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
+        else:
+            (root / LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+            write_json(root / LIVE / "metrics.json", {"epochs": first_epoch, "skipped": True})
+            print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
+        final = in_precision(keras.Model(extractor.input, head(extractor.output),
+                                         name="classifier"), "float32")
+        with atomic_path(root / MODEL) as tmp:
+            final.save(tmp)
 
 if __name__ == "__main__":
     run_stage(main)

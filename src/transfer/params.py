@@ -15,6 +15,7 @@ from transfer.runtime import UserError
 
 PARAMS_FILE = Path("params.yaml")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+STRATEGIES = ("auto", "mirrored", "multiworker")  # see transfer.distribute
 
 
 class ParamError(UserError):
@@ -31,6 +32,11 @@ def _check_precision(section: str, precision: str) -> None:
     """Raise a ParamError unless `precision` is one of the Keras dtype policies offered."""
     _require(precision in PRECISIONS, f"{section}.precision", precision,
              " | ".join(PRECISIONS))
+
+
+def _check_strategy(section: str, strategy: str) -> None:
+    """Raise a ParamError unless `strategy` is one of the distribution strategies offered."""
+    _require(strategy in STRATEGIES, f"{section}.strategy", strategy, " | ".join(STRATEGIES))
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class TrainParams:
     dropout: float = 0.2
     hidden_units: int = 0
     patience: int = 3
+    strategy: str = "auto"
 
     def check(self) -> None:
         """Validate counts and rates."""
@@ -113,6 +120,7 @@ class TrainParams:
         _require(self.hidden_units >= 0, "train.hidden_units", self.hidden_units,
                  "an integer >= 0 (0: no hidden layer)")
         _require(self.patience >= 1, "train.patience", self.patience, "an integer >= 1")
+        _check_strategy("train", self.strategy)
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,7 @@ class FinetuneParams:
     learning_rate: float = 1e-5
     precision: str = "float32"
     jit_compile: bool = False
+    strategy: str = "auto"
     augment: AugmentParams = field(default_factory=AugmentParams)
 
     def check(self) -> None:
@@ -156,6 +165,7 @@ class FinetuneParams:
         _require(self.learning_rate > 0, "finetune.learning_rate", self.learning_rate,
                  "a number > 0")
         _check_precision("finetune", self.precision)
+        _check_strategy("finetune", self.strategy)
         self.augment.check()
 
 

@@ -1,8 +1,9 @@
 """Stage `train`: fit the classification head on the cached features (the base never runs).
 
 Keeps the best validation epoch (ModelCheckpoint), stops early, and logs curves to
-DVCLive and TensorBoard. Writes `models/head.keras`, `dvclive/train/` and this run's
-TensorBoard logs (see `runtime.tensorboard_dir`).
+DVCLive and TensorBoard, under `train.strategy` (see `transfer.distribute`). Writes
+`models/head.keras`, `dvclive/train/` and this run's TensorBoard logs
+(see `runtime.tensorboard_dir`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from transfer import distribute
 from transfer.backbones import CLASSIFIER
 from transfer.features import OUT as FEATURES
 from transfer.fetch import OUT as PREPARED
@@ -40,15 +42,16 @@ def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
             np.load(FEATURES / f"{split}_y.npy"))
 
 
-def fit_logged(model: keras.Model, live_dir: Path, checkpoint: Path, patience: int | None,
-               first_epoch: int = 0, **fit_args) -> dict:
+def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
+               patience: int | None, first_epoch: int = 0, **fit_args) -> dict:
     """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
-    `live_dir` and to TensorBoard under the stage's name, epochs numbered from `first_epoch`;
-    returns the DVCLive summary."""
+    `live_dir` and to TensorBoard in `tensorboard` (if given), epochs numbered from
+    `first_epoch`; returns the DVCLive summary."""
     callbacks = [keras.callbacks.ModelCheckpoint(
                      checkpoint, monitor="val_accuracy", save_best_only=True,
-                     save_weights_only=str(checkpoint).endswith(".weights.h5")),
-                 keras.callbacks.TensorBoard(tensorboard_dir(live_dir.name))]
+                     save_weights_only=str(checkpoint).endswith(".weights.h5"))]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(tensorboard))
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
@@ -67,18 +70,23 @@ def main() -> None:
     """Train the head on features/ and save the best epoch as models/head.keras."""
     params = load_params()
     p = params.train
+    strategy = distribute.strategy(p.strategy, "train.strategy")
     seed_everything(params.seed)
     classes = read_json(PREPARED / "classes.json")
     x_train, y_train = load_features("train")
-    head = build_head(x_train.shape[1], len(classes), p)
-    head.compile(keras.optimizers.Adam(p.learning_rate), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy"])
-    with atomic_path(HEAD) as checkpoint:
-        summary = fit_logged(head, LIVE, checkpoint, p.patience,
+    with strategy.scope():
+        head = build_head(x_train.shape[1], len(classes), p)
+        head.compile(keras.optimizers.Adam(p.learning_rate),
+                     loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    tensorboard = tensorboard_dir("train") if distribute.is_chief(strategy) else None
+    with distribute.output_root(strategy) as root, atomic_path(root / HEAD) as checkpoint:
+        summary = fit_logged(head, root / LIVE, tensorboard, checkpoint, p.patience,
                              x=x_train, y=y_train, validation_data=load_features("val"),
-                             epochs=p.epochs, batch_size=p.batch_size)
-    print(f"train: best val_accuracy {summary['best_val_accuracy']:.4f} "
-          f"at epoch {summary['best_epoch']} of {summary['epochs']}")
+                             epochs=p.epochs,
+                             batch_size=p.batch_size * strategy.num_replicas_in_sync)
+    print(f"train: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
+          f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']} of "
+          f"{summary['epochs']}")
 
 
 if __name__ == "__main__":
