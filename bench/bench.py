@@ -227,17 +227,19 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
     """Seconds of (building the activation cache, one epoch on it, one epoch recomputing the
     whole base each step), with the stage's own code and a horizontal flip on both sides."""
     import keras
+    import tensorflow as tf
 
     from transfer import finetune
     from transfer.backbones import unfreeze_top
     from transfer.data import load_split
+    from transfer.distribute import as_dataset
     from transfer.params import load_params
 
     with contextlib.chdir(repo):
         params = load_params()
     train, val = load_split(repo / "data/prepared", "train"), load_split(repo / "data/prepared",
                                                                          "val")
-    seconds = []
+    seconds, one_device = [], tf.distribute.get_strategy()
     for path in ("activations", "images"):
         extractor = keras.models.load_model(repo / "models/extractor.keras")
         head = keras.models.load_model(repo / "models/head.keras")
@@ -246,15 +248,16 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
             start = time.perf_counter()
             if path == "activations":
                 model, batches, val_batches = finetune.on_activations(
-                    extractor, head, top[0], train, val, params, Path(tmp))
+                    extractor, head, top[0], train, val, params, one_device, Path(tmp))
                 seconds.append(time.perf_counter() - start)
                 start = time.perf_counter()
             else:
                 model, batches, val_batches = finetune.on_images(extractor, head, train, val,
-                                                                 params)
+                                                                 params, one_device)
             model.compile(keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"])
-            model.fit(batches, validation_data=val_batches, epochs=1, verbose=0)
+            model.fit(as_dataset(batches), validation_data=as_dataset(val_batches), epochs=1,
+                      verbose=0)
             seconds.append(time.perf_counter() - start)
     return seconds[0], seconds[1], seconds[2]
 
