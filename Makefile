@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# One pytest worker per core, each given whole test files (so a module's fixtures run once).
+PYTEST := $(BIN)/pytest -n auto --dist loadfile
 
 .PHONY: venv repro test test-fast lint bench clean
 
@@ -19,10 +21,10 @@ repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(ARGS)
 
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) $(ARGS)
 
 test-fast: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m "not slow" $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) -m "not slow" $(ARGS)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench.py $(ARGS)
