@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transfer.runtime import UserError
+from transfer.runtime import UserError, tensorboard_dir
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -79,6 +79,17 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     return (resolver.task_type == "worker" and resolver.task_id == 0
             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def global_batch(strategy: tf.distribute.Strategy, per_replica: int) -> int:
+    """The batch `fit` takes: a per-replica batch size (as in params) times the replicas."""
+    return per_replica * strategy.num_replicas_in_sync
+
+
+def chief_tensorboard_dir(strategy: tf.distribute.Strategy, stage: str) -> Path | None:
+    """The chief's TensorBoard directory for `stage` (`runtime.tensorboard_dir`); None for the
+    other workers, which log nothing."""
+    return tensorboard_dir(stage) if is_chief(strategy) else None
 
 
 @contextlib.contextmanager

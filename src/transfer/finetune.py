@@ -32,14 +32,7 @@ from transfer.data import load_split
 from transfer.features import EXTRACTOR
 from transfer.fetch import OUT as PREPARED
 from transfer.params import AugmentParams, Params, load_params
-from transfer.runtime import (
-    atomic_path,
-    read_json,
-    run_stage,
-    seed_everything,
-    tensorboard_dir,
-    write_json,
-)
+from transfer.runtime import atomic_path, read_json, run_stage, seed_everything, write_json
 from transfer.train import HEAD, fit_logged
 from transfer.train import LIVE as HEAD_LIVE
 
@@ -146,7 +139,7 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
     bottom of the base. The cache is plain inference, outside the strategy: Keras 3 gives every
     replica the whole of a `predict_on_batch` batch."""
     p, bs = params.finetune, params.features.batch_size
-    batch_size = p.batch_size * strategy.num_replicas_in_sync
+    batch_size = distribute.global_batch(strategy, p.batch_size)
     bottom, top = split_below(extractor, first)
     bottom.jit_compile = p.jit_compile
     with strategy.scope():
@@ -168,7 +161,7 @@ def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Spli
               ) -> tuple[keras.Model, Batches, Batches]:
     """Training model (under `strategy`) and batches over augmented images: the whole base
     runs every step."""
-    batch_size = params.finetune.batch_size * strategy.num_replicas_in_sync
+    batch_size = distribute.global_batch(strategy, params.finetune.batch_size)
     with strategy.scope():
         image = keras.Input(extractor.input.shape[1:])
         model = keras.Model(image, head(extractor(augmentation(params.finetune.augment)(image),
@@ -199,7 +192,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
             model.compile(optimizer, loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=p.jit_compile)
         best = Path(tmp) / "best.weights.h5"
-        tensorboard = tensorboard_dir("finetune") if distribute.is_chief(strategy) else None
+        tensorboard = distribute.chief_tensorboard_dir(strategy, "finetune")
         summary = fit_logged(model, root / LIVE, tensorboard, best, patience=None,
                              first_epoch=first_epoch,
                              x=distribute.as_dataset(train_batches),

@@ -3,7 +3,7 @@
 Keeps the best validation epoch (ModelCheckpoint), stops early, and logs curves to
 DVCLive and TensorBoard, under `train.strategy` (see `transfer.distribute`). Writes
 `models/head.keras`, `dvclive/train/` and this run's TensorBoard logs
-(see `runtime.tensorboard_dir`).
+(see `distribute.chief_tensorboard_dir`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from transfer.backbones import CLASSIFIER
 from transfer.features import OUT as FEATURES
 from transfer.fetch import OUT as PREPARED
 from transfer.params import TrainParams, load_params
-from transfer.runtime import atomic_path, read_json, run_stage, seed_everything, tensorboard_dir
+from transfer.runtime import atomic_path, read_json, run_stage, seed_everything
 
 HEAD = Path("models/head.keras")
 LIVE = Path("dvclive/train")
@@ -78,12 +78,12 @@ def main() -> None:
         head = build_head(x_train.shape[1], len(classes), p)
         head.compile(keras.optimizers.Adam(p.learning_rate),
                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    tensorboard = tensorboard_dir("train") if distribute.is_chief(strategy) else None
+    tensorboard = distribute.chief_tensorboard_dir(strategy, "train")
     with distribute.output_root(strategy) as root, atomic_path(root / HEAD) as checkpoint:
         summary = fit_logged(head, root / LIVE, tensorboard, checkpoint, p.patience,
                              x=x_train, y=y_train, validation_data=load_features("val"),
                              epochs=p.epochs,
-                             batch_size=p.batch_size * strategy.num_replicas_in_sync)
+                             batch_size=distribute.global_batch(strategy, p.batch_size))
     print(f"train: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']} of "
           f"{summary['epochs']}")
