@@ -1,5 +1,6 @@
-"""Distributed training on one CPU: the CPU split into two logical devices (`mirrored`) and two
-worker processes on localhost ports (`multiworker`) train the same models as one device."""
+"""Scaling out on one CPU: the CPU split into two logical devices (`mirrored`) and two worker
+processes on localhost ports (`multiworker`) train the same models as one device, and two
+feature shards extracted at once and merged equal the features of one process."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from conftest import ROOT, run_stages, tiny_params, write_params
 
 from transfer import distribute
+from transfer.features import fingerprint
+from transfer.features import main as run_features
 from transfer.runtime import UserError, read_json
 
 pytestmark = pytest.mark.slow
@@ -161,3 +164,61 @@ def test_multiworker_without_a_cluster_is_a_one_line_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(UserError, match=r"^train.strategy=multiworker needs the TF_CONFIG"):
         distribute.strategy("multiworker", "train.strategy")
+
+
+@pytest.fixture(scope="module")
+def shards(features, tiny_folder) -> Path:
+    """A copy of the `features` project without its features, then `--shard 0/2` and
+    `--shard 1/2` run at once, each in its own process."""
+    work = project(features, tiny_folder, "shards", "auto", PER_REPLICA_BATCH)
+    shutil.rmtree(work / "features")
+    for path in ("models/extractor.keras", "metrics/features.json"):
+        (work / path).unlink()
+    shard_processes = [subprocess.Popen(
+        [sys.executable, "-m", "transfer.features", "--shard", f"{i}/2"], cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    for i, process in enumerate(shard_processes):
+        assert f"features: shard {i}/2" in finish(process)
+    return work
+
+
+def test_merged_feature_shards_equal_one_process(features, shards, monkeypatch):
+    """`--merge 2` joins the shards into the features one process wrote, bit for bit, with its
+    extractor. (The tiny splits make every case: a shard boundary inside a split, and an
+    empty shard.)"""
+    monkeypatch.chdir(shards)
+    run_features(["--merge", "2"])
+    for split in ("train", "val", "test"):
+        merged, single = (np.load(w / f"features/{split}_x.npy") for w in (shards, features))
+        np.testing.assert_array_equal(merged, single)
+        assert np.std(merged, dtype=np.float64) > 0
+        np.testing.assert_array_equal(*(np.load(w / f"features/{split}_y.npy")
+                                        for w in (shards, features)))
+    extractors = (keras.models.load_model(w / "models/extractor.keras").get_weights()
+                  for w in (shards, features))
+    assert fingerprint(*next(extractors)) == fingerprint(*next(extractors))
+    merged, single = (read_json(w / "metrics/features.json") for w in (shards, features))
+    assert (merged["shards"], merged["images"]) == (2, single["images"])
+
+
+def test_merge_refuses_shards_that_do_not_fit(shards, tiny_folder, tmp_path, monkeypatch):
+    """A missing shard, or shards extracted with other params, is a one-line error naming the
+    shard and writes nothing; a bad `--shard` is a usage error."""
+    work = tmp_path / "shards"
+    shutil.copytree(shards, work)
+    for output in ("features", "metrics"):  # as merged by the test above
+        shutil.rmtree(work / output, ignore_errors=True)
+    monkeypatch.chdir(work)
+    with pytest.raises(UserError, match=r"^shards/features/0-of-3 is missing: run `python -m "
+                       r"transfer.features --shard 0/3` .*found: \['0-of-2', '1-of-2'\]$"):
+        run_features(["--merge", "3"])
+    write_params(work, **tiny_params(tiny_folder, **MODEL, features={"batch_size": 8}))
+    with pytest.raises(UserError, match=r"^shards/features/0-of-2 was extracted from other "
+                       r"params than this workspace's"):
+        run_features(["--merge", "2"])
+    assert not (work / "features").exists() and not (work / "metrics").exists()
+    for bad in (["--shard", "2/2"], ["--merge", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run_features(bad)
+        assert exit_info.value.code == 2

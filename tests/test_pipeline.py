@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,36 @@ def test_train_change_reruns_only_what_depends_on_it(project):
     for output in project.variants:
         assert ran(output) == {"train", "finetune", "evaluate", "report"}
     assert "up to date" in run(project.repo, "dvc", "status")
+
+
+def test_fresh_clone_pulls_every_output_from_a_remote_and_recomputes_nothing(project, tmp_path):
+    """`dvc push` to a local-directory remote, `git clone` and `dvc pull` elsewhere: the clone is
+    up to date and `dvc repro` runs nothing. Features extracted there in two shards and merged
+    are the ones pulled: after `dvc commit features`, `train` is still up to date, and the paper
+    says how they were extracted."""
+    repo, clone = project.repo, tmp_path / "clone"
+    run(repo, "dvc", "remote", "add", "-d", "store", str(tmp_path / "store"))
+    run(repo, "git", "commit", "-qm", "shared DVC remote", ".dvc/config")
+    run(repo, "dvc", "push", "--all-branches")
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run(clone, "dvc", "pull")
+    assert "Data and pipelines are up to date" in run(clone, "dvc", "status")
+    repro = run(clone, "dvc", "repro")
+    assert not ran(repro) and repro.count("didn't change, skipping") == len(STAGES)
+    assert results(clone) == project.baseline
+
+    shutil.rmtree(clone / "features")
+    (clone / "models/extractor.keras").unlink()
+    shards = [subprocess.Popen([sys.executable, "-m", "transfer.features", "--shard", f"{i}/2"],
+                               cwd=clone, env=environment(clone), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [shard.communicate()[1] for shard in shards]
+    assert [shard.returncode for shard in shards] == [0, 0], errors
+    run(clone, sys.executable, "-m", "transfer.features", "--merge", "2")
+    run(clone, "dvc", "commit", "--force", "features")
+    assert "Data and pipelines are up to date" in run(clone, "dvc", "status", "train")
+    run(clone, sys.executable, "-m", "transfer.report")
+    assert "added up over 2 shards" in (clone / "report/paper.md").read_text()
 
 
 def test_paper_has_every_section_and_figure(project):
