@@ -8,7 +8,8 @@ Rows (ratios, each side measured here, now):
    inside the model and 10 epochs of `fit` on the images, then one test evaluation;
 3. one fine-tuning epoch on cached activations vs recomputing the whole base each step;
 4. `dvc repro` with nothing changed, and which stages a `train` change runs;
-5. peak resident memory of each stage.
+5. peak resident memory of each stage;
+6. `features` as one process vs as SHARDS processes at once (`--shard i/n`) then `--merge`.
 The default workload is a stratified subset of an image-folder dataset (CIFAR-10 here);
 `--full` takes all of it, `--quick` a generated dataset for the test suite.
 """
@@ -40,6 +41,7 @@ from transfer.runtime import atomic_path, device_description  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared/data/cifar10-jpg.tar.gz"
 HEAD_EPOCHS = 10
+SHARDS = 2
 SPEED_SETTINGS = [("float32", False), ("float32", True), ("mixed_bfloat16", False),
                   ("mixed_float16", False)]
 
@@ -113,16 +115,46 @@ def subset(source: Path, dest: Path, train: int, test: int) -> Path:
     return dest
 
 
-def run(repo: Path, *args: str) -> tuple[str, float]:
-    """Run a command in `repo` with this interpreter's tools on PATH; its output and seconds."""
+def launch(repo: Path, *args: str) -> subprocess.Popen:
+    """Start a command in `repo` with this interpreter's tools on PATH."""
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "TF_CPP_MIN_LOG_LEVEL": "3",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    start = time.perf_counter()
-    out = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if out.returncode:
-        sys.exit(f"bench: {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out.stdout + out.stderr, seconds
+    return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    """Wait for a launched command; its output (exits the benchmark if it failed)."""
+    output, _ = process.communicate()
+    if process.returncode:
+        sys.exit(f"bench: {' '.join(process.args)} failed:\n{output[-6000:]}")
+    return output
+
+
+def run(repo: Path, *args: str) -> tuple[str, float]:
+    """Run a command in `repo` (see `launch`); its output and seconds."""
+    begin = time.perf_counter()
+    output = finish(launch(repo, *args))
+    return output, time.perf_counter() - begin
+
+
+def feature_files(repo: Path) -> dict[str, bytes]:
+    """The bytes of every file of `features/`, by name."""
+    return {p.name: p.read_bytes() for p in sorted((repo / "features").iterdir())}
+
+
+def sharded_features(repo: Path) -> tuple[float, float, float, bool]:
+    """Seconds of `features` in one process, of SHARDS `--shard` processes at once and of
+    `--merge`, each a fresh interpreter, and whether the merged files equal one process's."""
+    stage = (sys.executable, "-m", "transfer.features")
+    _, single = run(repo, *stage)
+    expected = feature_files(repo)
+    begin = time.perf_counter()
+    for process in [launch(repo, *stage, "--shard", f"{i}/{SHARDS}") for i in range(SHARDS)]:
+        finish(process)
+    shards = time.perf_counter() - begin
+    _, merge = run(repo, *stage, "--merge", str(SHARDS))
+    return single, shards, merge, feature_files(repo) == expected
 
 
 def project(work: Path, data: Path, w: Workload) -> Path:
@@ -320,6 +352,13 @@ def benchmark(w: Workload, source: Path | None,
                     f"{stage} {gb:.2f}" for stage, gb in memory.items()),
                     where.format(images), f"{max(memory.values()):.2f}", "—", None,
                     "<= 4 GB", max(memory.values()) <= 4))
+
+    single, shards, merge, same = sharded_features(repo)
+    rows.append(Row(6, f"`features`: one process vs {SHARDS} `--shard` processes at once on "
+                    f"this machine, then `--merge` ({shards:.1f} s + {merge:.1f} s) (s); met: "
+                    f"the merged files equal one process's, byte for byte", where.format(images),
+                    f"{shards + merge:.1f}", f"{single:.1f}", single / (shards + merge),
+                    "same files", same))
     return rows, speeds
 
 

@@ -12,7 +12,7 @@ from conftest import ROOT
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_the_table(tmp_path):
-    """`bench/bench.py --quick` measures all five comparisons and the speed params, and
+    """`bench/bench.py --quick` measures all six comparisons and the speed params, and
     writes them as Markdown."""
     out = tmp_path / "results.md"
     done = subprocess.run([sys.executable, str(ROOT / "bench/bench.py"), "--quick", "--out",
@@ -20,7 +20,8 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = out.read_text()
     rows = re.findall(r"^\| (\d) \| .* \| (yes|NO) \|$", table, flags=re.M)
-    assert [n for n, _ in rows] == ["1", "2", "3", "4", "5"]
+    assert [n for n, _ in rows] == ["1", "2", "3", "4", "5", "6"]
+    assert rows[5] == ("6", "yes"), "merged feature shards must equal one process's features"
     assert "MobileNetV2 32 px" in table and table in done.stdout
     assert re.search(r"skipped fetch, features and ran train", table)
     speeds = re.findall(r"^\| ([\w, ]+) \| ([\d.]+) \| ([\d.]+)x \|$", table, flags=re.M)
