@@ -20,7 +20,7 @@ from transfer.features import OUT as FEATURES
 from transfer.fetch import OUT as PREPARED
 from transfer.finetune import MODEL as FINETUNED
 from transfer.params import load_params
-from transfer.runtime import atomic_path, read_json, run_stage, write_json
+from transfer.runtime import atomic_path, read_json, run_stage, save_model, write_json
 from transfer.train import HEAD
 
 EXPORTS = (Path("models/model.keras"), Path("models/cifar10.h5"))
@@ -72,8 +72,7 @@ def main() -> None:
     head = keras.models.load_model(HEAD).predict(
         np.load(FEATURES / "test_x.npy").astype(np.float32), batch_size=1024, verbose=0)
     for path in EXPORTS:
-        with atomic_path(path) as tmp:
-            model.save(tmp)
+        save_model(model, path)
     write_predictions(PREDICTIONS, classes, y_test, finetuned, head)
     metrics = {"head": scores(head, y_test, classes, p.top_k),
                "finetuned": scores(finetuned, y_test, classes, p.top_k)}

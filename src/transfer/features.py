@@ -41,6 +41,7 @@ from transfer.runtime import (
     device_description,
     read_json,
     run_stage,
+    save_model,
     seed_everything,
     write_json,
 )
@@ -97,7 +98,7 @@ def extract(params: Params, shard: int, shards: int, out: Path) -> dict:
         feats.flush()
         del feats
         rows[split] = [part.start, part.stop]
-    extractor.save(out / EXTRACTOR.name)
+    save_model(extractor, out / EXTRACTOR.name)
     return {"shard": shard, "shards": shards, "rows": rows, "feature_dim": int(dim),
             "seconds": seconds, "images": sum(stop - first for first, stop in rows.values()),
             "device": device_description(), "extractor": fingerprint(*extractor.get_weights())}

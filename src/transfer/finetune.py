@@ -32,7 +32,7 @@ from transfer.data import load_split
 from transfer.features import EXTRACTOR
 from transfer.fetch import OUT as PREPARED
 from transfer.params import AugmentParams, Params, load_params
-from transfer.runtime import atomic_path, read_json, run_stage, seed_everything, write_json
+from transfer.runtime import read_json, run_stage, save_model, seed_everything, write_json
 from transfer.train import HEAD, fit_logged
 from transfer.train import LIVE as HEAD_LIVE
 
@@ -226,8 +226,7 @@ def main() -> None:
             print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
         final = in_precision(keras.Model(extractor.input, head(extractor.output),
                                          name="classifier"), "float32")
-        with atomic_path(root / MODEL) as tmp:
-            final.save(tmp)
+        save_model(final, root / MODEL)
 
 if __name__ == "__main__":
     run_stage(main)

@@ -20,7 +20,7 @@ from transfer.backbones import CLASSIFIER
 from transfer.features import OUT as FEATURES
 from transfer.fetch import OUT as PREPARED
 from transfer.params import TrainParams, load_params
-from transfer.runtime import atomic_path, read_json, run_stage, seed_everything
+from transfer.runtime import atomic_path, pin_keras_archive, read_json, run_stage, seed_everything
 
 HEAD = Path("models/head.keras")
 LIVE = Path("dvclive/train")
@@ -84,6 +84,7 @@ def main() -> None:
                              x=x_train, y=y_train, validation_data=load_features("val"),
                              epochs=p.epochs,
                              batch_size=distribute.global_batch(strategy, p.batch_size))
+        pin_keras_archive(checkpoint)
     print(f"train: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']} of "
           f"{summary['epochs']}")
