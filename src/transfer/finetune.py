@@ -1,8 +1,11 @@
 """Stage `finetune`: unfreeze the top `finetune.layers` of the base and train them with the head.
 
 The backbone runs in inference mode throughout (`training=False`, BatchNormalization layers
-non-trainable), so it is a fixed function below the first unfrozen layer. That frozen bottom
-is run once and its output cached on disk; epochs then only run the top. A horizontal flip
+non-trainable), so it is a fixed function below the first unfrozen layer. When that frozen
+bottom holds weights (`finetune.layers` a number), it is run once and its output cached on
+disk; epochs then only run the top. With `finetune.layers: all` every step runs the whole base
+on the images. AdamW (decoupled weight decay) follows a linear warmup over the first
+`finetune.warmup` of the steps, then a cosine decay to 0. A horizontal flip
 stays exact under caching: the flipped images' activations are cached too, and each epoch
 draws one orientation per image. Other augmentations (rotation, zoom, translation) change
 every pixel every epoch, so with them the whole model runs on the images as in the Keras guide.
@@ -27,11 +30,17 @@ import numpy as np
 import tensorflow as tf
 
 from transfer import distribute
-from transfer.backbones import in_precision, predict_batches, split_below, unfreeze_top
+from transfer.backbones import (
+    backbone_layers,
+    in_precision,
+    predict_batches,
+    split_below,
+    unfreeze_top,
+)
 from transfer.data import load_split
 from transfer.features import EXTRACTOR
 from transfer.fetch import OUT as PREPARED
-from transfer.params import AugmentParams, Params, load_params
+from transfer.params import AugmentParams, FinetuneParams, Params, load_params
 from transfer.runtime import read_json, run_stage, save_model, seed_everything, write_json
 from transfer.train import HEAD, fit_logged
 from transfer.train import LIVE as HEAD_LIVE
@@ -170,6 +179,15 @@ def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Spli
             Batches(*val, batch_size, params.seed, shuffle=False))
 
 
+def learning_rate_schedule(p: FinetuneParams, steps: int,
+                           ) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from 0 to `p.learning_rate` over `p.warmup` of `steps`, then cosine to 0."""
+    warmup = int(p.warmup * steps)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, steps - warmup), alpha=0.0, warmup_target=p.learning_rate,
+        warmup_steps=warmup)
+
+
 def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
               strategy: tf.distribute.Strategy, root: Path, first_epoch: int) -> dict:
     """Unfreeze the top of `extractor` and train it with `head` (both in place, both built under
@@ -177,16 +195,20 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
     summary."""
     p = params.finetune
     top_layers = unfreeze_top(extractor, p.layers)
+    layers = backbone_layers(extractor)
+    frozen_bottom = layers[:layers.index(top_layers[0])]
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
     with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
-        if p.augment.flip_only:
+        if p.augment.flip_only and any(layer.weights for layer in frozen_bottom):
             model, train_batches, val_batches = on_activations(
                 extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
         else:
             model, train_batches, val_batches = on_images(extractor, head, train, val, params,
                                                           strategy)
         with strategy.scope():
-            optimizer = keras.optimizers.Adam(p.learning_rate)
+            optimizer = keras.optimizers.AdamW(
+                learning_rate_schedule(p, steps=p.epochs * len(train_batches)),
+                weight_decay=p.weight_decay)
             if p.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             model.compile(optimizer, loss="sparse_categorical_crossentropy",

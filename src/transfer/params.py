@@ -11,15 +11,12 @@ from pathlib import Path
 
 import yaml
 
-from transfer.runtime import UserError
+from transfer.backbones import check_backbone
+from transfer.runtime import ParamError
 
 PARAMS_FILE = Path("params.yaml")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 STRATEGIES = ("auto", "mirrored", "multiworker")  # see transfer.distribute
-
-
-class ParamError(UserError):
-    """A value in params.yaml that is missing, unknown, of the wrong type or out of range."""
 
 
 def _require(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -76,8 +73,6 @@ class ModelParams:
     def check(self) -> None:
         """Validate the backbone name, input size and weights (the cut layer is checked when the
         base is built, at the start of `features`)."""
-        from transfer.backbones import check_backbone
-
         check_backbone(self.backbone)
         _require(32 <= self.input_size <= 1024, "model.input_size", self.input_size,
                  "an integer in [32, 1024]")
@@ -146,12 +141,14 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    """`finetune`: the top layers of the base unfrozen and trained with the head."""
+    """`finetune`: the top layers of the base (or all of it) unfrozen and trained with the head."""
 
-    layers: int = 20
-    epochs: int = 5
-    batch_size: int = 64
-    learning_rate: float = 1e-5
+    layers: int | str = "all"
+    epochs: int = 3
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05
     precision: str = "float32"
     jit_compile: bool = False
     strategy: str = "auto"
@@ -159,11 +156,15 @@ class FinetuneParams:
 
     def check(self) -> None:
         """Validate counts and rates."""
-        _require(self.layers >= 0, "finetune.layers", self.layers, "an integer >= 0 (0: skip)")
+        _require(self.layers == "all" or isinstance(self.layers, int) and self.layers >= 0,
+                 "finetune.layers", self.layers, "'all' or an integer >= 0 (0: skip)")
         _require(self.epochs >= 0, "finetune.epochs", self.epochs, "an integer >= 0")
         _require(self.batch_size >= 1, "finetune.batch_size", self.batch_size, "an integer >= 1")
         _require(self.learning_rate > 0, "finetune.learning_rate", self.learning_rate,
                  "a number > 0")
+        _require(self.weight_decay >= 0, "finetune.weight_decay", self.weight_decay,
+                 "a number >= 0")
+        _require(0 <= self.warmup < 1, "finetune.warmup", self.warmup, "a number in [0, 1)")
         _check_precision("finetune", self.precision)
         _check_strategy("finetune", self.strategy)
         self.augment.check()
@@ -224,10 +225,9 @@ class Params:
 
 def _type_name(tp: object) -> str:
     """A short name for a field type, as shown in error messages."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    base = args[0] if args else tp
+    bases = [a for a in typing.get_args(tp) or (tp,) if a is not type(None)]
     name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    return name.get(base, "a mapping")
+    return " or ".join(name.get(base, "a mapping") for base in bases)
 
 
 def _coerce(value: object, tp: object, key: str) -> object:
@@ -235,12 +235,13 @@ def _coerce(value: object, tp: object, key: str) -> object:
     optional = isinstance(tp, types.UnionType) and type(None) in typing.get_args(tp)
     if value is None and optional:
         return None
-    base = next(a for a in typing.get_args(tp) or (tp,) if a is not type(None))
-    if dataclasses.is_dataclass(base):
-        return _build(base, value, key)
-    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
+    bases = [a for a in typing.get_args(tp) or (tp,) if a is not type(None)]
+    if dataclasses.is_dataclass(bases[0]):
+        return _build(bases[0], value, key)
+    if float in bases and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    ok = any(isinstance(value, base) and not (base is int and isinstance(value, bool))
+             for base in bases)
     if not ok:
         raise ParamError(f"{key}={value!r} has the wrong type: expected {_type_name(tp)}")
     return value

@@ -24,6 +24,10 @@ class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
 
 
+class ParamError(UserError):
+    """A value in params.yaml that is missing, unknown, of the wrong type or out of range."""
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's `main`, turning a UserError into a one-line message and exit code 2.
 
@@ -81,17 +85,18 @@ def tensorboard_dir(stage: str) -> Path:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `target` (file or directory) and move it into place on success.
 
-    The temporary name keeps the target's suffix, so writers that choose a format by extension
-    (Keras: `.keras`, `.h5`) still work. On any error the temporary is removed and the target is
-    left as it was: a killed or failed stage never leaves a half-written output behind, and
-    what a `kill -9` leaves in a temporary is removed by the next run.
+    The temporary name keeps the target's suffixes, so writers that choose a format by them
+    (Keras: `.keras`, `.h5`, `.weights.h5`) still work. On any error the temporary is removed
+    and the target is left as it was: a killed or failed stage never leaves a half-written
+    output behind, and what a `kill -9` leaves in a temporary is removed by the next run.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    pattern = f".{target.stem}.*.tmp{target.suffix}"
-    for stale in target.parent.glob(pattern):  # left by a killed run (DVC locks the workspace)
+    suffix = "".join(target.suffixes)  # all of them: Keras wants `.weights.h5`, not `.h5`
+    stem = target.name.removesuffix(suffix)
+    for stale in target.parent.glob(f".{stem}.*.tmp{suffix}"):  # left by a killed run
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}",
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}",
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
