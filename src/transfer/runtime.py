@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,25 @@ def run_stage(main: Callable[[], None]) -> None:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"{Path(sys.argv[0]).stem}: {time.perf_counter() - start:.1f} s wall, "
           f"peak memory {peak_gb:.2f} GB", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def downloading(what: str, offline: str) -> Iterator[None]:
+    """Turn a failed download inside the block into a one-line UserError that names `what`
+    and the `offline` way forward.
+
+    Keras's `get_file` raises a bare `Exception("URL fetch failure ...")` with the urllib
+    error as its context; any exception with a URLError in its chain counts.
+    """
+    try:
+        yield
+    except Exception as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, urllib.error.URLError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise UserError(f"cannot download {what} ({cause.reason}); offline, use {offline}") from e
 
 
 def seed_everything(seed: int) -> None:
@@ -88,9 +108,11 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     The temporary name keeps the target's suffixes, so writers that choose a format by them
     (Keras: `.keras`, `.h5`, `.weights.h5`) still work. On any error the temporary is removed
     and the target is left as it was: a killed or failed stage never leaves a half-written
-    output behind, and what a `kill -9` leaves in a temporary is removed by the next run.
+    output behind (nor a parent folder it created), and what a `kill -9` leaves in a
+    temporary is removed by the next run.
     """
     target = Path(target)
+    created = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes)  # all of them: Keras wants `.weights.h5`, not `.h5`
     stem = target.name.removesuffix(suffix)
@@ -111,6 +133,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
         elif tmp.exists():
             tmp.unlink()
+        if created and not target.exists():
+            with contextlib.suppress(OSError):  # not empty: other outputs are there
+                target.parent.rmdir()
 
 
 def save_model(model: keras.Model, target: str | Path) -> None:

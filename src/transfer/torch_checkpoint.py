@@ -91,11 +91,12 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
                 data[key] = np.frombuffer(f.read(count * dtype.itemsize), dtype)
                 if len(data[key]) != count:
                     raise ValueError(f"storage {key} is truncated")
-        tensors = state.get("state_dict", state) if isinstance(state, dict) else None
-        if not isinstance(tensors, dict) or not tensors:
+        tensors = state.get("state_dict", state) if isinstance(state, dict) else {}
+        arrays = {name: _materialise(t, data) for name, t in tensors.items()
+                  if isinstance(t, _Tensor)}
+        if not arrays:
             raise ValueError("no state dict of tensors")
-        return {name: _materialise(t, data) for name, t in tensors.items()
-                if isinstance(t, _Tensor)}
+        return arrays
     except (pickle.UnpicklingError, ValueError, KeyError, IndexError, EOFError, TypeError) as e:
         raise CheckpointError(f"{path}: not a legacy PyTorch checkpoint of tensors ({e})") from e
 

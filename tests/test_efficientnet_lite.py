@@ -1,0 +1,131 @@
+"""EfficientNetLite0 with its real ImageNet weights: checkpoint reader, conversion, features."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import skimage
+from PIL import Image
+
+from transfer.backbones import build_extractor
+from transfer.efficientnet_lite import (
+    EfficientNetLite0,
+    _architecture,
+    cached_weights,
+    checkpoint_path,
+    convert,
+)
+from transfer.runtime import UserError
+from transfer.torch_checkpoint import MAGIC, PROTOCOL, CheckpointError, read_state_dict
+
+# Photos that scikit-image ships, with the ImageNet classes a right answer may name.
+PHOTOS = {
+    "chelsea.png": {281, 282, 285},  # tabby, tiger cat, Egyptian cat
+    "coffee.png": {967},             # espresso
+    "motorcycle_left.png": {665, 670},  # moped, motor scooter
+    "rocket.jpg": {657, 744},        # missile, projectile
+}
+
+
+def photos(size: int) -> np.ndarray:
+    """The photos above as RGB float32 pixels in 0-255, resized to size x size."""
+    folder = Path(skimage.__file__).parent / "data"
+    return np.stack([np.asarray(Image.open(folder / name).convert("RGB").resize(
+        (size, size), Image.Resampling.BILINEAR), dtype=np.float32) for name in PHOTOS])
+
+
+@pytest.fixture(scope="module")
+def imagenet_model() -> keras.Model:
+    """The 1000-class EfficientNet-Lite0 with the converted ImageNet weights."""
+    return EfficientNetLite0()
+
+
+def test_top3_on_photos_holds_the_right_class(imagenet_model):
+    """Each photo's top-3 ImageNet classes contain a right one; random weights' do not."""
+    images = photos(224)
+    for name, probs in zip(PHOTOS, imagenet_model.predict(images, verbose=0)):
+        top3 = set(np.argsort(-probs)[:3].tolist())
+        assert top3 & PHOTOS[name], f"{name}: top-3 {sorted(top3)} misses {PHOTOS[name]}"
+    keras.utils.set_random_seed(0)
+    random = EfficientNetLite0(weights=None).predict(images, verbose=0)
+    hits = sum(bool(set(np.argsort(-p)[:3].tolist()) & PHOTOS[n]) for n, p in zip(PHOTOS, random))
+    assert hits <= 1
+
+
+def test_extractor_features_equal_the_pooled_features(imagenet_model):
+    """The pipeline's extractor computes the 1000-class model's pooled features."""
+    images = photos(224)
+    pooled = keras.Model(imagenet_model.input, imagenet_model.get_layer("avg_pool").output)
+    expected = pooled.predict(images, verbose=0)
+    actual = build_extractor("EfficientNetLite0", "imagenet", 224, 224).predict(images, verbose=0)
+    assert expected.std() > 0.1
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_input_is_normalised_as_lite_expects():
+    """Rescaling and Normalization map pixels x to (x - 127) / 128, also after a save."""
+    model = _architecture(include_top=False)
+    front = keras.Model(model.input, model.layers[2].output)  # image, rescaling, normalization
+    pixels = np.array([0, 127, 255], np.float32).reshape(1, 1, 3, 1).repeat(3, -1)
+    pixels = np.broadcast_to(pixels, (1, 3, 3, 3)).copy()
+    np.testing.assert_allclose(front.predict(pixels, verbose=0), (pixels - 127) / 128,
+                               atol=1e-6)
+
+
+def test_weights_are_converted_once(tmp_path, monkeypatch):
+    """The first use writes a Keras weights file under $KERAS_HOME; later uses read it."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    path = cached_weights()
+    assert path.parent == tmp_path / "models" and path.name.endswith(".weights.h5")
+    written = path.stat().st_mtime_ns
+    assert cached_weights() == path and path.stat().st_mtime_ns == written
+
+
+def test_reader_gives_the_checkpoint_tensors():
+    """296 tensors, 4,694,073 values, PyTorch's layouts (conv OIHW, depthwise C x 1 x h x w)."""
+    state = read_state_dict(checkpoint_path())
+    assert len(state) == 296 and sum(a.size for a in state.values()) == 4_694_073
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_blocks.1._depthwise_conv.weight"].shape == (96, 1, 3, 3)
+    assert state["_fc.weight"].shape == (1000, 1280)
+
+
+def _legacy_file(path: Path, payload: object) -> Path:
+    """A file with the legacy header and `payload` pickled where the state dict goes."""
+    with path.open("wb") as f:
+        for part in (MAGIC, PROTOCOL, {"little_endian": True}, payload, []):
+            pickle.dump(part, f)
+    return path
+
+
+@pytest.mark.parametrize("content", ["text", "truncated", "no tensors", "other class"])
+def test_reader_refuses_what_is_not_a_checkpoint(tmp_path, content):
+    """Anything but a legacy checkpoint of tensors is one line naming the file; a pickled
+    reference to another class is never resolved."""
+    path = tmp_path / "weights.pth"
+    if content == "text":
+        path.write_text("not a checkpoint\n")
+    elif content == "truncated":
+        path.write_bytes(checkpoint_path().read_bytes()[:1_000_000])
+    elif content == "no tensors":
+        _legacy_file(path, {"epoch": 3})
+    else:
+        _legacy_file(path, Path("/"))  # pickled as pathlib.PosixPath
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a legacy PyTorch checkpoint") and "\n" not in message
+
+
+def test_conversion_refuses_a_checkpoint_of_another_shape():
+    """A missing or an extra tensor stops the conversion with a UserError."""
+    state = read_state_dict(checkpoint_path())
+    model = _architecture()
+    with pytest.raises(UserError, match="tensor '_blocks.3._bn1.bias' is missing"):
+        convert({k: v for k, v in state.items() if k != "_blocks.3._bn1.bias"}, model)
+    with pytest.raises(UserError, match="unexpected tensors: _blocks.16"):
+        convert({**state, "_blocks.16._bn1.bias": np.zeros(3)}, model)
