@@ -3,7 +3,8 @@
 # for the README's "Results": each variant runs `fetch` to `finetune` (never `evaluate`, so the
 # test set is never read) on a stratified share of CIFAR-10, and prints its best validation
 # accuracies. Usage, from a clone of this repository with the project's environment active:
-#   bash bench/tune.sh PATH/TO/cifar10-jpg.tar.gz [FRACTION] > tuning.tsv
+#   bash bench/tune.sh PATH/TO/cifar10-jpg.tar.gz [FRACTION ["VARIANT" ...]] > tuning.tsv
+# where a VARIANT is space-separated key=value params (default: all of those below).
 set -euo pipefail
 data=${1:?path to the CIFAR-10 image folder or archive}
 fraction=${2:-0.2}
@@ -20,6 +21,7 @@ variants=(
   "model.input_size=96 finetune.epochs=3"
   "model.input_size=64 finetune.epochs=5"
 )
+if (( $# > 2 )); then variants=("${@:3}"); fi
 printf 'variant\thead_val_accuracy\tfinetune_val_accuracy\tseconds\n'
 for variant in "${variants[@]}"; do
   sets=()

@@ -98,6 +98,19 @@ def test_wrong_type(workdir, sections, key, expected):
     assert f"wrong type: expected {expected}" in message
 
 
+def test_exponent_without_dot_is_a_number(workdir):
+    """`dvc exp run -S finetune.learning_rate=0.00001` writes `1e-05`, which PyYAML reads as a
+    string; it is taken as the number, and 'all' or a number of layers both load."""
+    path = write_params(workdir, finetune={"learning_rate": 0.5, "layers": 12})
+    text = path.read_text().replace("learning_rate: 0.5", "learning_rate: 1e-05")
+    assert yaml.safe_load(text)["finetune"]["learning_rate"] == "1e-05"
+    path.write_text(text)
+    params = load_params(path)
+    assert params.finetune.learning_rate == 1e-05 and params.finetune.layers == 12
+    path.write_text(text.replace("layers: 12", "layers: all"))
+    assert load_params(path).finetune.layers == "all"
+
+
 @pytest.mark.parametrize(("section", "key", "value"), [
     ("data", "fraction", 0),
     ("data", "fraction", 1.5),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +16,9 @@ from transfer.backbones import check_backbone
 from transfer.runtime import ParamError
 
 PARAMS_FILE = Path("params.yaml")
+# PyYAML reads `1e-05` (how `dvc exp run -S x=0.00001` writes params.yaml) as a string: YAML 1.1
+# floats need a dot. Such strings are taken as the numbers they are.
+FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 STRATEGIES = ("auto", "mirrored", "multiworker")  # see transfer.distribute
 
@@ -239,6 +243,8 @@ def _coerce(value: object, tp: object, key: str) -> object:
     if dataclasses.is_dataclass(bases[0]):
         return _build(bases[0], value, key)
     if float in bases and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if float in bases and isinstance(value, str) and FLOAT_WITHOUT_DOT.fullmatch(value):
         return float(value)
     ok = any(isinstance(value, base) and not (base is int and isinstance(value, bool))
              for base in bases)
