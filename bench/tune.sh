@@ -26,6 +26,7 @@ printf 'variant\thead_val_accuracy\tfinetune_val_accuracy\tseconds\n'
 for variant in "${variants[@]}"; do
   sets=()
   for kv in $variant; do sets+=(-S "$kv"); done
+  git checkout -- params.yaml  # `dvc exp run` leaves the last variant's params in the workspace
   start=$(date +%s)
   dvc exp run finetune "${common[@]}" "${sets[@]}" >&2
   python - "$variant" "$(( $(date +%s) - start ))" <<'PY'
