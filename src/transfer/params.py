@@ -69,8 +69,8 @@ class DataParams:
 class ModelParams:
     """`model`: the Keras application used as the frozen base."""
 
-    backbone: str = "EfficientNetB0"
-    input_size: int = 224
+    backbone: str = "EfficientNetLite0"
+    input_size: int = 96
     weights: str = "imagenet"
     cut_layer: str | None = None
 
@@ -148,7 +148,7 @@ class FinetuneParams:
     """`finetune`: the top layers of the base (or all of it) unfrozen and trained with the head."""
 
     layers: int | str = "all"
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
