@@ -1,17 +1,18 @@
-"""Stage `finetune`: unfreeze the top `finetune.layers` of the base and train them with the head.
+"""Stage `finetune`: unfreeze the base (or its top `finetune.layers`) and train it with the head.
 
 The backbone runs in inference mode throughout (`training=False`, BatchNormalization layers
 non-trainable), so it is a fixed function below the first unfrozen layer. When that frozen
 bottom holds weights (`finetune.layers` a number), it is run once and its output cached on
 disk; epochs then only run the top. With `finetune.layers: all` every step runs the whole base
-on the images. AdamW (decoupled weight decay) follows a linear warmup over the first
-`finetune.warmup` of the steps, then a cosine decay to 0. A horizontal flip
-stays exact under caching: the flipped images' activations are cached too, and each epoch
-draws one orientation per image. Other augmentations (rotation, zoom, translation) change
-every pixel every epoch, so with them the whole model runs on the images as in the Keras guide.
-Training runs in `finetune.precision` (loss scaling for float16), with XLA if
-`finetune.jit_compile`, under `finetune.strategy` (see `transfer.distribute`); the saved model
-is float32 either way.
+on the images. A horizontal flip stays exact under caching: the flipped images' activations
+are cached too, and each epoch draws one orientation per image. Other augmentations
+(rotation, zoom, translation) change every pixel every epoch, so with them the whole model
+runs on the images as in the Keras guide.
+
+AdamW (decoupled weight decay) follows a linear warmup over the first `finetune.warmup` of the
+steps, then a cosine decay to 0. Training runs in `finetune.precision` (loss scaling for
+float16), with XLA if `finetune.jit_compile`, under `finetune.strategy` (see
+`transfer.distribute`); the saved model is float32 either way.
 
 Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 `dvclive/finetune/`, its epochs numbered after the head's so the curves join.
