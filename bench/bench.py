@@ -36,7 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from transfer.data import find_root, opened_folder, scan_folder  # noqa: E402
+from transfer.data import find_layout, opened_folder, scan_folder  # noqa: E402
 from transfer.runtime import atomic_path, device_description  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared/data/cifar10-jpg.tar.gz"
@@ -102,7 +102,7 @@ def generated_dataset(root: Path, classes: int = 10, train: int = 12, test: int 
 def subset(source: Path, dest: Path, train: int, test: int) -> Path:
     """Copy the first `train` and `test` images of every class of an image-folder dataset."""
     with opened_folder(source) as top:
-        dataset = scan_folder(find_root(top))
+        dataset = scan_folder(find_layout(top))
         for split, per_class in (("train", train), ("test", test)):
             files = getattr(dataset, split)
             taken: dict[int, int] = {}
@@ -236,13 +236,13 @@ def textbook(data: Path, w: Workload) -> float:
 
     start = time.perf_counter()
     with opened_folder(data) as top:
-        root = find_root(top)
+        layout = find_layout(top)
         load = dict(image_size=(32, 32), batch_size=w.batch_size, label_mode="int", seed=42)
         train = keras.utils.image_dataset_from_directory(
-            root / "train", validation_split=0.1, subset="training", **load)
+            layout.train, validation_split=0.1, subset="training", **load)
         val = keras.utils.image_dataset_from_directory(
-            root / "train", validation_split=0.1, subset="validation", **load)
-        test = keras.utils.image_dataset_from_directory(root / "test", shuffle=False, **load)
+            layout.train, validation_split=0.1, subset="validation", **load)
+        test = keras.utils.image_dataset_from_directory(layout.test, shuffle=False, **load)
         classes = len(train.class_names)
         base = build_extractor(w.backbone, "none", w.input_size, 32)
         image = keras.Input((32, 32, 3))

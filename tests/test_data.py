@@ -382,12 +382,13 @@ def test_fetch_reads_archive(workdir, tmp_path, unpack_dir, fmt):
 
 
 def test_archive_without_train_folder(workdir, tmp_path, unpack_dir):
-    """An archive with no train/ folder is a DataError, and its unpacked copy is removed."""
+    """An archive with no layout (training/ is not train/) is a DataError naming the archive,
+    and its unpacked copy is removed."""
     make_image_folder(tmp_path / "src" / "dataset", ["cat", "dog"], 2, 1)
     (tmp_path / "src" / "dataset" / "train").rename(tmp_path / "src" / "dataset" / "training")
     archive = shutil.make_archive(str(tmp_path / "dataset"), "gztar", tmp_path / "src")
     write_params(workdir, **tiny_params(Path(archive)))
-    with pytest.raises(DataError, match="no 'train/' and 'test/' folders"):
+    with pytest.raises(DataError, match=r"dataset.tar.gz: no image folders found"):
         fetch.main()
     assert data_listing(workdir) == []
     assert list(unpack_dir.iterdir()) == []

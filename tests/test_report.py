@@ -60,7 +60,8 @@ def test_every_backbone_family_has_its_paper():
 
 def test_paper_outside_git_with_fine_tuning_skipped(workdir, tiny_folder):
     """Without git or DVC the experiment table holds this run alone; a skipped fine-tuning is
-    said so; the author's notes land in their sections; rendering twice gives the same bytes."""
+    said so; the data's layout and stored size are; the author's notes land in their sections;
+    rendering twice gives the same bytes."""
     write_params(workdir, **tiny_params(tiny_folder, finetune={"layers": 0},
                                         report={"author": "Ada Lovelace", "date": "1843"}))
     shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
@@ -71,6 +72,8 @@ def test_paper_outside_git_with_fine_tuning_skipped(workdir, tiny_folder):
     paper = (workdir / "report/paper.md").read_text()
     assert "**Ada Lovelace**" in paper and "\n1843\n" in paper
     assert "Fine-tuning was skipped" in paper and "fine-tuning starts" not in paper
+    assert "laid out as train/ + test/: test/ is the test set" in paper
+    assert "(centred crop of the shorter side), stored at 16×16 pixels" in paper
     rows = [line for line in paper.splitlines() if line.startswith("| this run |")]
     assert len(rows) == 1 and "(baseline)" not in paper
     intro = paper.split("## Introduction")[1].split("## Materials")[0]

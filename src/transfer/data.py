@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from transfer.runtime import UserError
 
@@ -21,10 +21,12 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SPLITS = ("train", "val", "test")
+HELD_OUT = ("test", "val", "valid", "validation")  # folders beside train/ that can be the test set
+RESIZE_MODES = ("crop", "squash")  # how a non-square image becomes a square
 
 
 class DataError(UserError):
-    """A dataset that cannot be read as `train/<class>/` and `test/<class>/` image folders."""
+    """A dataset that cannot be read as image folders."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,33 @@ class FolderSplit:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where an image-folder dataset's splits are: the folder of training class folders, and
+    the held-out one that plays the test set (None: the test set is split off `train`)."""
+
+    root: Path
+    train: Path
+    test: Path | None
+
+    def describe(self) -> str:
+        """The layout in words, as `fetch` prints it and the paper says it."""
+        if self.test is None:
+            where = "train/" if self.train != self.root else "one folder of class folders"
+            return f"{where}, with no held-out folder: the test set is split off by data.test_split"
+        return (f"train/ + {self.test.name}/: {self.test.name}/ is the test set, the validation "
+                "set is split off train/")
+
+
+@dataclass(frozen=True)
 class FolderDataset:
-    """An image-folder dataset: sorted class names, its train and test splits, skipped files."""
+    """An image-folder dataset: sorted class names, its train and test splits (test is None
+    until split off train), skipped files, and its layout."""
 
     classes: list[str]
     train: FolderSplit
-    test: FolderSplit
+    test: FolderSplit | None
     ignored: int
+    layout: Layout
 
 
 @contextlib.contextmanager
@@ -62,17 +84,41 @@ def opened_folder(path: str | Path) -> Iterator[Path]:
             shutil.unpack_archive(path, tmp, **safety)
         except (shutil.ReadError, OSError, EOFError) as e:
             raise DataError(f"{path}: cannot unpack archive ({e})") from e
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except DataError as e:  # name the user's archive, not the temporary folder
+            raise DataError(str(e).replace(tmp, str(path))) from e
 
 
-def find_root(top: Path) -> Path:
-    """Return the directory under `top` (itself or one level down) holding `train/` and `test/`."""
+def _holds_class_folders(folder: Path) -> bool:
+    """True if some visible sub-folder of `folder` holds an image file directly."""
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for d in _class_dirs(folder).values()
+               for p in d.iterdir())
+
+
+def find_layout(top: Path, test_folder: str = "") -> Layout:
+    """Find the dataset in `top` (itself or one folder down): `train/` beside a held-out
+    folder (`test/`, `val/`, `valid/` or `validation/`; `test_folder` picks one when there are
+    several), `train/` alone, or one folder of class folders."""
     candidates = [top] + sorted(p for p in top.iterdir() if p.is_dir())
     for candidate in candidates:
-        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
-            return candidate
-    raise DataError(f"{top}: no 'train/' and 'test/' folders (expected train/<class>/*.jpg "
-                    "and test/<class>/*.jpg, at the top or one folder down)")
+        if not (candidate / "train").is_dir():
+            continue
+        held = [name for name in HELD_OUT if (candidate / name).is_dir()]
+        if test_folder:
+            if test_folder not in held:
+                raise DataError(f"{candidate}: no '{test_folder}/' folder (data.test_folder) "
+                                f"beside train/; found: {', '.join(held) or 'none'}")
+            held = [test_folder]
+        if len(held) > 1:
+            raise DataError(f"{candidate}: both {held[0]}/ and {held[1]}/ could be the test set; "
+                            f"set data.test_folder to one of: {', '.join(held)}")
+        return Layout(candidate, candidate / "train", candidate / held[0] if held else None)
+    for candidate in candidates:
+        if _holds_class_folders(candidate):
+            return Layout(candidate, candidate, None)
+    raise DataError(f"{top}: no image folders found (expected train/<class>/ beside test/ or "
+                    "val/, or one folder of <class>/ folders, at the top or one folder down)")
 
 
 def _class_dirs(split_dir: Path) -> dict[str, Path]:
@@ -80,51 +126,92 @@ def _class_dirs(split_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-def scan_folder(root: Path) -> FolderDataset:
-    """List the images of `root/train/<class>/` and `root/test/<class>/`, checking the classes."""
-    train_dirs, test_dirs = _class_dirs(root / "train"), _class_dirs(root / "test")
-    if set(train_dirs) != set(test_dirs):
-        only_train = sorted(set(train_dirs) - set(test_dirs))
-        only_test = sorted(set(test_dirs) - set(train_dirs))
-        raise DataError(f"{root}: train and test classes differ (only in train: {only_train}, "
-                        f"only in test: {only_test})")
-    classes = sorted(train_dirs)
+def _scan_split(folder: Path, classes: list[str]) -> tuple[FolderSplit, int]:
+    """The images of `folder/<class>/` for every class, and how many other files were there."""
+    paths, labels, ignored = [], [], 0
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).iterdir() if p.is_file())
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        ignored += len(files) - len(images)
+        if not images:
+            raise DataError(f"{folder / name}: class folder has no images "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths += images
+        labels += [label] * len(images)
+    return FolderSplit(paths, np.asarray(labels, dtype=np.int64)), ignored
+
+
+def scan_folder(layout: Layout) -> FolderDataset:
+    """List the images of the layout's class folders, checking that the splits' classes agree."""
+    classes = sorted(_class_dirs(layout.train))
+    if layout.test is not None:
+        test_classes = sorted(_class_dirs(layout.test))
+        if classes != test_classes:
+            only_train = sorted(set(classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(classes))
+            raise DataError(f"{layout.root}: train and {layout.test.name} classes differ (only "
+                            f"in train: {only_train}, only in {layout.test.name}: {only_test})")
     if len(classes) < 2:
-        raise DataError(f"{root / 'train'}: found {len(classes)} class folder(s), need at least 2")
-    ignored = 0
-    splits = {}
-    for split, dirs in (("train", train_dirs), ("test", test_dirs)):
-        paths, labels = [], []
-        for label, name in enumerate(classes):
-            files = sorted(p for p in dirs[name].iterdir() if p.is_file())
-            images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-            ignored += len(files) - len(images)
-            if not images:
-                raise DataError(f"{dirs[name]}: class folder has no images "
-                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-            paths += images
-            labels += [label] * len(images)
-        splits[split] = FolderSplit(paths, np.asarray(labels, dtype=np.int64))
-    return FolderDataset(classes, splits["train"], splits["test"], ignored)
+        raise DataError(f"{layout.train}: found {len(classes)} class folder(s), need at least 2")
+    train, ignored = _scan_split(layout.train, classes)
+    test, ignored_test = (None, 0) if layout.test is None else _scan_split(layout.test, classes)
+    return FolderDataset(classes, train, test, ignored + ignored_test, layout)
 
 
-def to_rgb_array(image: Image.Image, size: int) -> np.ndarray:
-    """Convert any PIL image (grayscale, RGBA, palette...) to RGB uint8 of size x size."""
+def split_off_test(dataset: FolderDataset, test_split: float,
+                   rng: np.random.Generator) -> FolderDataset:
+    """`dataset` with a stratified share `test_split` of its training images as the test set."""
+    train, test = stratified_split(dataset.train.labels, test_split, rng)
+    return dataclasses.replace(dataset, **{
+        name: FolderSplit([dataset.train.paths[i] for i in idx], dataset.train.labels[idx])
+        for name, idx in (("train", train), ("test", test))})
+
+
+def check_class_sizes(dataset: FolderDataset, need: int, why: str) -> None:
+    """Raise a DataError naming the first class with fewer than `need` training images."""
+    counts = np.bincount(dataset.train.labels, minlength=len(dataset.classes))
+    for name, count in zip(dataset.classes, counts):
+        if count < need:
+            raise DataError(f"{dataset.layout.train / name}: {count} image(s), too few for "
+                            f"{why} (need at least {need})")
+
+
+def stored_size(paths: list[Path], input_size: int, sample: int = 500) -> int:
+    """The square size to store images at: the model's input size, or the median shorter side
+    of (an even sample of) the images if smaller, so that nothing is upscaled before the model."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # decoding reports it, or skips it with data.skip_corrupt
+    return int(min(input_size, np.median(sides))) if sides else input_size
+
+
+def to_rgb_array(image: Image.Image, size: int, resize: str = "crop") -> np.ndarray:
+    """Convert any PIL image (grayscale, RGBA, palette...) to RGB uint8 of size x size: the
+    centred square of its shorter side (`resize="crop"`) or all of it (`"squash"`), resized."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grayscale: keep the top 8 bits
         image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8))
     image = image.convert("RGB")
+    if resize == "crop" and image.width != image.height:
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
-def decode_image(path: Path, size: int, hint: str = "") -> np.ndarray:
-    """Decode one image file to RGB uint8 (size, size, 3); a corrupt file raises DataError
-    (its message ends with `hint`)."""
+def decode_image(path: Path, size: int, hint: str = "", resize: str = "crop") -> np.ndarray:
+    """Decode one image file, upright by its EXIF orientation, to RGB uint8 (size, size, 3) as
+    `to_rgb_array` does; a corrupt file raises DataError (its message ends with `hint`)."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (size, size))
-            return to_rgb_array(image, size)
+            return to_rgb_array(ImageOps.exif_transpose(image), size, resize)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot decode image ({e}){hint}") from e
 
@@ -143,6 +230,8 @@ def without_corrupt(dataset: FolderDataset, size: int,
     kept, dropped = {}, []
     for name in ("train", "test"):
         split = getattr(dataset, name)
+        if split is None:  # not split off train yet
+            continue
         with ThreadPoolExecutor(workers) as pool:
             good = np.fromiter(pool.map(decodes, split.paths), bool, len(split.paths))
         dropped += [path for path, ok in zip(split.paths, good) if not ok]

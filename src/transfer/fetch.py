@@ -1,7 +1,8 @@
 """Stage `fetch`: read the dataset, take a stratified share, split off validation, save uint8.
 
-Writes `data/prepared/{train,val,test}_{x,y}.npy` and `classes.json`. The test set is only
-ever read by `evaluate`.
+Writes `data/prepared/{train,val,test}_{x,y}.npy`, `classes.json`, and `dataset.json` (the
+layout found, what served as the test set, the stored image size and how images were made
+square). The test set is only ever read by `evaluate`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import numpy as np
 
 from transfer.data import (
     CIFAR10_CLASSES,
+    check_class_sizes,
     decode_image,
-    find_root,
+    find_layout,
     opened_folder,
     scan_folder,
+    split_off_test,
+    stored_size,
     stratified_split,
     stratified_subset,
     to_rgb_array,
@@ -27,6 +31,7 @@ from transfer.params import DataParams, load_params
 from transfer.runtime import UserError, atomic_path, downloading, run_stage, write_json
 
 OUT = Path("data/prepared")
+DESCRIPTION = "dataset.json"  # in OUT: layout, test set, stored size, resize mode
 SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
 
 
@@ -39,8 +44,9 @@ def write_split(out: Path, split: str, labels: np.ndarray, size: int, load) -> N
     np.save(out / f"{split}_y.npy", labels.astype(np.int64))
 
 
-def fetch_cifar10(p: DataParams, seed: int, out: Path) -> list[str]:
-    """Download CIFAR-10 through keras.datasets and write the splits."""
+def fetch_cifar10(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[list[str], dict]:
+    """Download CIFAR-10 through keras.datasets and write the splits (stored at 32 px unless
+    data.image_size says otherwise); the class names and a description of the data."""
     import keras
     from PIL import Image
 
@@ -49,30 +55,42 @@ def fetch_cifar10(p: DataParams, seed: int, out: Path) -> list[str]:
                      "train/<class>/ and test/<class>/ images"):
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
+    size = p.image_size or 32
     rng = np.random.default_rng(seed)
     pool = stratified_subset(y_train, p.fraction, rng)
     train, val = stratified_split(y_train[pool], p.val_split, rng)
     for split, x, idx, y in (("train", x_train, pool[train], y_train),
                              ("val", x_train, pool[val], y_train),
                              ("test", x_test, np.arange(len(y_test)), y_test)):
-        write_split(out, split, y[idx], p.image_size,
-                    lambda i, x=x, idx=idx: to_rgb_array(Image.fromarray(x[idx[i]]),
-                                                         p.image_size))
-    return list(CIFAR10_CLASSES)
+        write_split(out, split, y[idx], size,
+                    lambda i, x=x, idx=idx: to_rgb_array(Image.fromarray(x[idx[i]]), size))
+    return list(CIFAR10_CLASSES), {"layout": "keras.datasets.cifar10",
+                                   "test_set": "CIFAR-10's own test set", "image_size": size,
+                                   "resize": p.resize}
 
 
-def fetch_folder(p: DataParams, seed: int, out: Path) -> list[str]:
-    """Read `train/<class>/` and `test/<class>/` image folders (or an archive of them)."""
+def fetch_folder(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[list[str], dict]:
+    """Read an image-folder dataset (a folder or an archive; see `data.find_layout`) and write
+    the splits; the class names and a description of the data."""
     with opened_folder(p.path) as top:
-        dataset = scan_folder(find_root(top))
+        layout = find_layout(top, p.test_folder)
+        dataset = scan_folder(layout)
         if dataset.ignored:
             print(f"fetch: ignored {dataset.ignored} non-image file(s) in {p.path}")
+        size = p.image_size or stored_size(dataset.train.paths, input_size)
         if p.skip_corrupt:
-            dataset, dropped = without_corrupt(dataset, p.image_size)
+            dataset, dropped = without_corrupt(dataset, size)
             if dropped:
                 print(f"fetch: skipped {len(dropped)} corrupt image(s) (data.skip_corrupt), "
-                      f"the first: {dropped[0]}")
+                      f"the first: {p.path}/{dropped[0].relative_to(top)}")
         rng = np.random.default_rng(seed)
+        if dataset.test is None:
+            check_class_sizes(dataset, 3, f"data.test_split={p.test_split} and "
+                                          f"data.val_split={p.val_split}")
+            dataset = split_off_test(dataset, p.test_split, rng)
+        else:
+            check_class_sizes(dataset, 2, f"data.val_split={p.val_split}")
+        print(f"fetch: found {layout.describe()}")
         labels = dataset.train.labels
         pool = stratified_subset(labels, p.fraction, rng)
         train, val = stratified_split(labels[pool], p.val_split, rng)
@@ -80,9 +98,12 @@ def fetch_folder(p: DataParams, seed: int, out: Path) -> list[str]:
                                    ("val", dataset.train, pool[val]),
                                    ("test", dataset.test, np.arange(len(dataset.test.labels)))):
             paths = [source.paths[i] for i in idx]
-            write_split(out, split, source.labels[idx], p.image_size,
-                        lambda i, paths=paths: decode_image(paths[i], p.image_size, SKIP_HINT))
-    return dataset.classes
+            write_split(out, split, source.labels[idx], size,
+                        lambda i, paths=paths: decode_image(paths[i], size, SKIP_HINT, p.resize))
+    test_set = (f"the {layout.test.name}/ folder" if layout.test is not None
+                else f"a stratified {p.test_split:.0%} of the images")
+    return dataset.classes, {"layout": layout.describe(), "test_set": test_set,
+                             "image_size": size, "resize": p.resize}
 
 
 def main() -> None:
@@ -92,10 +113,12 @@ def main() -> None:
     with atomic_path(OUT) as tmp:
         tmp.mkdir()
         fetch = fetch_cifar10 if p.source == "cifar10" else fetch_folder
-        classes = fetch(p, params.seed, tmp)
+        classes, description = fetch(p, params.seed, tmp, params.model.input_size)
         write_json(tmp / "classes.json", classes)
+        write_json(tmp / DESCRIPTION, description)
         counts = {s: int(len(np.load(tmp / f"{s}_y.npy"))) for s in ("train", "val", "test")}
-    print(f"fetch: {len(classes)} classes, {counts} images of {p.image_size}px -> {OUT}",
+    print(f"fetch: {len(classes)} classes, {counts} images of {description['image_size']}px "
+          f"({description['resize']}), test set: {description['test_set']} -> {OUT}",
           file=sys.stderr)
 
 

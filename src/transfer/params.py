@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from transfer.backbones import check_backbone
+from transfer.data import HELD_OUT, RESIZE_MODES
 from transfer.runtime import ParamError
 
 PARAMS_FILE = Path("params.yaml")
@@ -46,7 +47,10 @@ class DataParams:
 
     source: str = "cifar10"
     path: str = ""
-    image_size: int = 32
+    test_folder: str = ""
+    test_split: float = 0.2
+    image_size: int | None = None
+    resize: str = "crop"
     fraction: float = 1.0
     val_split: float = 0.1
     skip_corrupt: bool = False
@@ -59,8 +63,14 @@ class DataParams:
                  "a directory, .tar.gz or .zip when data.source is 'folder'")
         if self.source == "folder":
             _require(Path(self.path).exists(), "data.path", self.path, "a path that exists")
-        _require(8 <= self.image_size <= 1024, "data.image_size", self.image_size,
-                 "an integer in [8, 1024]")
+        _require(self.test_folder in ("", *HELD_OUT), "data.test_folder", self.test_folder,
+                 "'' (found by itself) or one of " + ", ".join(HELD_OUT))
+        _require(0 < self.test_split < 1, "data.test_split", self.test_split,
+                 "a number in (0, 1)")
+        _require(self.image_size is None or 8 <= self.image_size <= 1024, "data.image_size",
+                 self.image_size, "null (from the data) or an integer in [8, 1024]")
+        _require(self.resize in RESIZE_MODES, "data.resize", self.resize,
+                 " | ".join(RESIZE_MODES))
         _require(0 < self.fraction <= 1, "data.fraction", self.fraction, "a number in (0, 1]")
         _require(0 < self.val_split < 1, "data.val_split", self.val_split, "a number in (0, 1)")
 

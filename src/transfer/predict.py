@@ -1,11 +1,14 @@
 """Classify new images with the exported model: a table, JSON, or a figure of each image.
 
     python -m transfer.predict IMAGE_OR_FOLDER [--model models/model.keras] [--top 3]
-        [--classes data/prepared/classes.json] [--json] [--plot predictions.png]
+        [--classes data/prepared/classes.json] [--resize crop|squash] [--json]
+        [--plot predictions.png]
 
-Reads any size, mode and format that `fetch` reads (PNG, JPEG, BMP, GIF, WebP); a folder
-is searched recursively. Class names come from the dataset the model was trained on.
-`show_example` draws the prediction for an image of the prepared dataset itself.
+Reads any size, mode and format that `fetch` reads (PNG, JPEG, BMP, GIF, WebP), upright by
+its EXIF orientation, and makes it square as the training data was (`data.resize`, recorded
+in `dataset.json` beside the classes); a folder is searched recursively. Class names come
+from the dataset the model was trained on. `show_example` draws the prediction for an image
+of the prepared dataset itself.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import keras
 import numpy as np
 
 from transfer import plots
-from transfer.data import IMAGE_SUFFIXES, decode_image, load_split
+from transfer.data import IMAGE_SUFFIXES, RESIZE_MODES, decode_image, load_split
 from transfer.evaluate import EXPORTS
+from transfer.fetch import DESCRIPTION
 from transfer.fetch import OUT as PREPARED
 from transfer.runtime import UserError, read_json, run_stage
 
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--classes", type=Path, default=CLASSES)
     parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--resize", choices=RESIZE_MODES,
+                        help="how non-square images become squares (default: as the training "
+                             "data, from dataset.json beside --classes; else crop)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", type=Path, help="write a PNG of the images and predictions")
     args = parser.parse_args(argv)
@@ -95,9 +102,12 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--top {args.top} is not allowed: an integer >= 1")
     paths = image_paths(args.target)
     model, classes = load_classifier(args.model, args.classes)
+    described = args.classes.parent / DESCRIPTION
+    resize = args.resize or (read_json(described)["resize"] if described.exists() else "crop")
     size, best, shown = model.input_shape[1], [], []
     for start in range(0, len(paths), CHUNK):
-        images = np.stack([decode_image(path, size) for path in paths[start:start + CHUNK]])
+        images = np.stack([decode_image(path, size, resize=resize)
+                           for path in paths[start:start + CHUNK]])
         best += ranked(model.predict(images.astype(np.float32), batch_size=64, verbose=0),
                        classes, min(args.top, len(classes)))
         shown += list(images[:PLOTTED - len(shown)])

@@ -36,6 +36,7 @@ from transfer.evaluate import METRICS as EVALUATION
 from transfer.evaluate import PREDICTIONS
 from transfer.experiments import Experiment, experiment_log, flatten, format_value, raw_params
 from transfer.features import METRICS as FEATURES
+from transfer.fetch import DESCRIPTION
 from transfer.fetch import OUT as PREPARED
 from transfer.finetune import LIVE as FINETUNE_LIVE
 from transfer.params import Params, load_params
@@ -361,6 +362,7 @@ def context(params: Params, figures: Path) -> dict:
         "cifar10": tuple(classes) == CIFAR10_CLASSES, "augmentation": augmentation(params),
         "backbone_origin": origin(params.model.backbone),
         "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
+        "prepared": read_json(PREPARED / DESCRIPTION),
         "features": read_json(FEATURES), "experiments": experiment_log(),
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
         **evaluation(params, classes, predictions), **draw_curves(figures),
