@@ -190,10 +190,11 @@ def learning_rate_schedule(p: FinetuneParams, steps: int,
 
 
 def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
-              strategy: tf.distribute.Strategy, root: Path, first_epoch: int) -> dict:
+              strategy: tf.distribute.Strategy, root: Path, first_epoch: int,
+              head_val_accuracy: float) -> dict:
     """Unfreeze the top of `extractor` and train it with `head` (both in place, both built under
-    `strategy`), logging to `root`; the best epoch's weights are kept. Returns the DVCLive
-    summary."""
+    `strategy`), logging to `root`. The best epoch's weights are kept if it beats the head's
+    validation accuracy, else the starting weights are. Returns the DVCLive summary."""
     p = params.finetune
     top_layers = unfreeze_top(extractor, p.layers)
     layers = backbone_layers(extractor)
@@ -215,9 +216,10 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
             model.compile(optimizer, loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=p.jit_compile)
         best = Path(tmp) / "best.weights.h5"
+        model.save_weights(best)  # the head on the frozen base: kept unless an epoch beats it
         tensorboard = distribute.chief_tensorboard_dir(strategy, "finetune")
         summary = fit_logged(model, root / LIVE, tensorboard, best, patience=None,
-                             first_epoch=first_epoch,
+                             first_epoch=first_epoch, baseline=head_val_accuracy,
                              x=distribute.as_dataset(train_batches),
                              validation_data=distribute.as_dataset(val_batches),
                              epochs=first_epoch + p.epochs)
@@ -231,7 +233,8 @@ def main() -> None:
     p = params.finetune
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
-    first_epoch = read_json(HEAD_LIVE / "metrics.json")["epochs"]
+    head_summary = read_json(HEAD_LIVE / "metrics.json")
+    first_epoch = head_summary["epochs"]
     with strategy.scope():
         extractor = keras.models.load_model(EXTRACTOR)
         head = keras.models.load_model(HEAD)
@@ -240,9 +243,13 @@ def main() -> None:
             with strategy.scope():
                 extractor = in_precision(extractor, p.precision)
                 head = in_precision(head, p.precision)
-            summary = fine_tune(extractor, head, params, strategy, root, first_epoch)
+            summary = fine_tune(extractor, head, params, strategy, root, first_epoch,
+                                head_summary["best_val_accuracy"])
             print(f"finetune: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
-                  f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}")
+                  f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}"
+                  + ("" if summary["improved"] else
+                     f", not above the head's {head_summary['best_val_accuracy']:.4f}: the head "
+                     "on the frozen base is kept"))
         else:
             (root / LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
             write_json(root / LIVE / "metrics.json", {"epochs": first_epoch, "skipped": True})

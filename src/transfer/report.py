@@ -300,6 +300,7 @@ def draw_curves(figures: Path) -> dict:
     plots.learning_curves(phases, None if skipped else head_live["epochs"],
                           figures / "learning-curves.png")
     return {"head_live": head_live, "tune_live": tune_live, "skipped": skipped,
+            "kept_head": tune_live.get("improved") is False,
             "fit": {name: phase_fit(curves) for name, curves in phases.items()}}
 
 

@@ -43,13 +43,19 @@ def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
-               patience: int | None, first_epoch: int = 0, **fit_args) -> dict:
+               patience: int | None, first_epoch: int = 0, baseline: float | None = None,
+               **fit_args) -> dict:
     """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
     `live_dir` and to TensorBoard in `tensorboard` (if given), epochs numbered from
-    `first_epoch`; returns the DVCLive summary."""
+    `first_epoch`; returns the DVCLive summary.
+
+    With a `baseline` validation accuracy, only an epoch that beats it is saved (the caller
+    saved the starting weights in `checkpoint`), and the summary says whether one did
+    (`improved`)."""
     callbacks = [keras.callbacks.ModelCheckpoint(
                      checkpoint, monitor="val_accuracy", save_best_only=True,
-                     save_weights_only=str(checkpoint).endswith(".weights.h5"))]
+                     save_weights_only=str(checkpoint).endswith(".weights.h5"),
+                     initial_value_threshold=baseline)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(tensorboard))
     if patience:
@@ -63,6 +69,8 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
         live.summary.update(epochs=first_epoch + len(val), best_epoch=first_epoch + best,
                             best_val_accuracy=float(val[best]),
                             best_val_loss=float(history.history["val_loss"][best]))
+        if baseline is not None:
+            live.summary["improved"] = bool(val[best] > baseline)
     return live.summary
 
 
