@@ -50,7 +50,8 @@ class Layout:
         """The layout in words, as `fetch` prints it and the paper says it."""
         if self.test is None:
             where = "train/" if self.train != self.root else "one folder of class folders"
-            return f"{where}, with no held-out folder: the test set is split off by data.test_split"
+            return (f"{where}, with no held-out folder: the test set is a stratified share of "
+                    "the images (data.test_split)")
         return (f"train/ + {self.test.name}/: {self.test.name}/ is the test set, the validation "
                 "set is split off train/")
 
