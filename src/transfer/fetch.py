@@ -44,7 +44,7 @@ def write_split(out: Path, split: str, labels: np.ndarray, size: int, load) -> N
     np.save(out / f"{split}_y.npy", labels.astype(np.int64))
 
 
-def fetch_cifar10(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[list[str], dict]:
+def fetch_cifar10(p: DataParams, seed: int, out: Path) -> tuple[list[str], dict]:
     """Download CIFAR-10 through keras.datasets and write the splits (stored at 32 px unless
     data.image_size says otherwise); the class names and a description of the data."""
     import keras
@@ -112,8 +112,10 @@ def main() -> None:
     p = params.data
     with atomic_path(OUT) as tmp:
         tmp.mkdir()
-        fetch = fetch_cifar10 if p.source == "cifar10" else fetch_folder
-        classes, description = fetch(p, params.seed, tmp, params.model.input_size)
+        if p.source == "cifar10":
+            classes, description = fetch_cifar10(p, params.seed, tmp)
+        else:
+            classes, description = fetch_folder(p, params.seed, tmp, params.model.input_size)
         write_json(tmp / "classes.json", classes)
         write_json(tmp / DESCRIPTION, description)
         counts = {s: int(len(np.load(tmp / f"{s}_y.npy"))) for s in ("train", "val", "test")}
