@@ -207,12 +207,13 @@ def in_precision(model: keras.Model, precision: str) -> keras.Model:
     return copy
 
 
-def predict_batches(model: keras.Model, x: np.ndarray, batch_size: int, out: np.ndarray,
-                    desc: str = "", transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                    ) -> None:
-    """Write `model(transform(x))` into `out` batch by batch (x, out may be memory-mapped)."""
+def predict_batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int,
+                    out: np.ndarray, desc: str = "",
+                    transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """Write `run(transform(x))` into `out` batch by batch (x, out may be memory-mapped);
+    `run` maps a float32 batch to a model's output (see `transfer.engines.runner`)."""
     for start in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", mininterval=2):
         batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
         if transform is not None:
             batch = transform(batch)
-        out[start:start + batch_size] = model.predict_on_batch(batch)
+        out[start:start + batch_size] = run(batch)

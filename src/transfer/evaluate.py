@@ -1,7 +1,8 @@
 """Stage `evaluate`: score the head-only and the fine-tuned model on the test set; export.
 
 The exported model takes raw images in 0-255 (Resizing, backbone preprocessing, base, head),
-is compiled, and saved as `models/model.keras` and `models/cifar10.h5`. Writes
+is compiled, and saved as `models/model.keras` and `models/cifar10.h5`. The fine-tuned model's
+test-set pass runs on `evaluate.engine` (`transfer.engines`). Writes
 `metrics/evaluate.json` and `eval/predictions.csv` (one row per test image; `dvc plots`
 draws the confusion matrix from its `actual` and `predicted` columns).
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from transfer import engines
 from transfer.backbones import predict_batches
 from transfer.data import load_split
 from transfer.features import OUT as FEATURES
@@ -68,14 +70,15 @@ def main() -> None:
     model = keras.models.load_model(FINETUNED)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     finetuned = np.zeros((len(y_test), len(classes)), dtype=np.float32)
-    predict_batches(model, x_test, p.batch_size, finetuned, desc="test")
+    engine = engines.choose(p.engine, len(y_test))
+    predict_batches(engines.runner(model, engine), x_test, p.batch_size, finetuned, desc="test")
     head = keras.models.load_model(HEAD).predict(
         np.load(FEATURES / "test_x.npy").astype(np.float32), batch_size=1024, verbose=0)
     for path in EXPORTS:
         save_model(model, path)
     write_predictions(PREDICTIONS, classes, y_test, finetuned, head)
     metrics = {"head": scores(head, y_test, classes, p.top_k),
-               "finetuned": scores(finetuned, y_test, classes, p.top_k)}
+               "finetuned": {**scores(finetuned, y_test, classes, p.top_k), "engine": engine}}
     write_json(METRICS, metrics)
     print(f"evaluate: test accuracy head-only {metrics['head']['accuracy']:.4f}, "
           f"fine-tuned {metrics['finetuned']['accuracy']:.4f} on {len(y_test)} images")

@@ -1,9 +1,11 @@
 """Stage `features`: run the frozen base once over every split and cache its pooled output.
 
-The base runs in `features.precision` (a Keras dtype policy), with XLA if
-`features.jit_compile`. Writes `features/{train,val,test}_{x,y}.npy` (float16 features, int
+The base runs in `features.precision` (a Keras dtype policy), on the inference engine
+`features.engine` (`transfer.engines`: Keras, with XLA if `features.jit_compile`, or OpenVINO).
+Writes `features/{train,val,test}_{x,y}.npy` (float16 features, int
 labels), the float32 extractor itself as `models/extractor.keras` (later stages never rebuild
-the base), and the throughput with the device it was measured on to `metrics/features.json`.
+the base), and the throughput with the engine and device it was measured on to
+`metrics/features.json`.
 
 Several machines or GPUs can share the work (README, "Scaling up"):
 
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transfer import engines
 from transfer.backbones import build_extractor, in_precision, predict_batches
 from transfer.data import SPLITS, load_split
 from transfer.fetch import OUT as PREPARED
@@ -77,23 +80,31 @@ def provenance(params: Params) -> dict:
 
 def extract(params: Params, shard: int, shards: int, out: Path) -> dict:
     """Write this shard's features of every split and the extractor into `out`; return a record
-    of what was done (rows per split, seconds, images, device, extractor fingerprint)."""
+    of what was done (rows per split, seconds, images, engine, device, extractor fingerprint).
+
+    `seconds` is the time of the batches; `prepare_seconds` that of readying the engine
+    (OpenVINO's conversion), before any image."""
     m = params.model
     seed_everything(params.seed)
     image_size = load_split(PREPARED, "train")[0].shape[1]
     extractor = build_extractor(m.backbone, m.weights, m.input_size, image_size, m.cut_layer)
-    runner = in_precision(extractor, params.features.precision)
-    runner.jit_compile = params.features.jit_compile
+    model = in_precision(extractor, params.features.precision)
+    model.jit_compile = params.features.jit_compile
     dim, batch_size = extractor.output.shape[-1], params.features.batch_size
+    sizes = {split: len(load_split(PREPARED, split)[1]) for split in SPLITS}
+    parts = {split: shard_rows(n, batch_size, shard, shards) for split, n in sizes.items()}
+    engine = engines.choose(params.features.engine, sum(sizes.values()))  # same in every shard
+    start = time.perf_counter()
+    run = engines.runner(model, engine)
+    prepare_seconds = time.perf_counter() - start
     out.mkdir()
     rows, seconds = {}, 0.0
-    for split in SPLITS:
+    for split, part in parts.items():
         x = load_split(PREPARED, split)[0]
-        part = shard_rows(len(x), batch_size, shard, shards)
         feats = np.lib.format.open_memmap(out / f"{split}_x.npy", mode="w+", dtype=np.float16,
                                           shape=(part.stop - part.start, dim))
         start = time.perf_counter()
-        predict_batches(runner, x[part], batch_size, feats, desc=split)
+        predict_batches(run, x[part], batch_size, feats, desc=split)
         seconds += time.perf_counter() - start
         feats.flush()
         del feats
@@ -101,7 +112,8 @@ def extract(params: Params, shard: int, shards: int, out: Path) -> dict:
     save_model(extractor, out / EXTRACTOR.name)
     return {"shard": shard, "shards": shards, "rows": rows, "feature_dim": int(dim),
             "seconds": seconds, "images": sum(stop - first for first, stop in rows.values()),
-            "device": device_description(), "extractor": fingerprint(*extractor.get_weights())}
+            "engine": engine, "prepare_seconds": prepare_seconds, "device": device_description(),
+            "extractor": fingerprint(*extractor.get_weights())}
 
 
 def shard_records(params: Params, shards: int) -> list[tuple[Path, dict]]:
@@ -151,17 +163,19 @@ def merge(params: Params, shards: int) -> list[dict]:
 def write_metrics(records: list[dict]) -> None:
     """Write `metrics/features.json` from the shards' records and print a summary.
 
-    `seconds` adds up the shards' base time; `images_per_second` is per device.
+    `seconds` and `prepare_seconds` add up the shards' times; `images_per_second` is per device.
     """
     images, seconds = sum(r["images"] for r in records), sum(r["seconds"] for r in records)
-    devices = sorted({r["device"] for r in records})
+    prepare = sum(r["prepare_seconds"] for r in records)
+    devices, used = sorted({r["device"] for r in records}), sorted({r["engine"] for r in records})
     dim = records[0]["feature_dim"]
     write_json(METRICS, {"images": images, "feature_dim": dim, "device": "; ".join(devices),
-                         "shards": len(records), "seconds": round(seconds, 3),
+                         "engine": ", ".join(used), "shards": len(records),
+                         "seconds": round(seconds, 3), "prepare_seconds": round(prepare, 3),
                          "images_per_second": round(images / seconds, 1)})
     print(f"features: {images} images -> {dim}-d features in {seconds:.1f}s "
-          f"({images / seconds:.1f} img/s)" + (f", {len(records)} shards" if len(records) > 1
-                                                 else ""))
+          f"({images / seconds:.1f} img/s, {', '.join(used)}, {prepare:.1f}s to prepare)"
+          + (f", {len(records)} shards" if len(records) > 1 else ""))
 
 
 def shard_arg(text: str) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 import weakref
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transfer import distribute
+from transfer import distribute, engines
 from transfer.backbones import (
     backbone_layers,
     in_precision,
@@ -118,11 +119,11 @@ class Batches(keras.utils.PyDataset):
         self.flip = self.rng.random(n) < 0.5
 
 
-def cache(model: keras.Model, x: np.ndarray, batch_size: int, directory: Path, name: str,
-          flip: bool = False) -> DiskRows:
-    """Run `model` over images `x` (mirrored if `flip`) into a file of float32 rows."""
-    out = DiskRows(directory / f"{name}.f32", (len(x), *model.output.shape[1:]))
-    predict_batches(model, x, batch_size, out, desc=f"cache {name}",
+def cache(run: engines.Runner, shape: tuple[int, ...], x: np.ndarray, batch_size: int,
+          directory: Path, name: str, flip: bool = False) -> DiskRows:
+    """Run `run` over images `x` (mirrored if `flip`) into a file of float32 rows of `shape`."""
+    out = DiskRows(directory / f"{name}.f32", (len(x), *shape))
+    predict_batches(run, x, batch_size, out, desc=f"cache {name}",
                     transform=(lambda b: b[:, :, ::-1]) if flip else None)
     return out
 
@@ -146,8 +147,8 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
                    train: Split, val: Split, params: Params, strategy: tf.distribute.Strategy,
                    tmp: Path) -> tuple[keras.Model, Batches, Batches]:
     """Training model (under `strategy`) and batches over cached activations of the frozen
-    bottom of the base. The cache is plain inference, outside the strategy: Keras 3 gives every
-    replica the whole of a `predict_on_batch` batch."""
+    bottom of the base, run by `features.engine`. The cache is plain inference, outside the
+    strategy: Keras 3 gives every replica the whole of a `predict_on_batch` batch."""
     p, bs = params.finetune, params.features.batch_size
     batch_size = distribute.global_batch(strategy, p.batch_size)
     bottom, top = split_below(extractor, first)
@@ -156,14 +157,20 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
         acts = keras.Input(top.input.shape[1:])
         model = keras.Model(acts, head(top(acts, training=False)))
     (x_train, y_train), (x_val, y_val) = train, val
+    engine = engines.choose(params.features.engine,
+                            len(x_train) * (1 + p.augment.flip) + len(x_val))
+    start = time.perf_counter()
+    run, shape = engines.runner(bottom, engine), bottom.output.shape[1:]
     flipped = None
     if p.augment.flip:
-        flipped = cache(bottom, x_train, bs, tmp, "train_flipped", flip=True)
-    return (model,
-            Batches(cache(bottom, x_train, bs, tmp, "train"), y_train, batch_size, params.seed,
-                    flipped=flipped),
-            Batches(cache(bottom, x_val, bs, tmp, "val"), y_val, batch_size, params.seed,
-                    shuffle=False))
+        flipped = cache(run, shape, x_train, bs, tmp, "train_flipped", flip=True)
+    batches = (Batches(cache(run, shape, x_train, bs, tmp, "train"), y_train, batch_size,
+                       params.seed, flipped=flipped),
+               Batches(cache(run, shape, x_val, bs, tmp, "val"), y_val, batch_size, params.seed,
+                       shuffle=False))
+    print(f"finetune: cached the frozen bottom's activations with {engine} in "
+          f"{time.perf_counter() - start:.1f}s")
+    return model, *batches
 
 
 def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Split,

@@ -14,6 +14,7 @@ import yaml
 
 from transfer.backbones import check_backbone
 from transfer.data import HELD_OUT, RESIZE_MODES
+from transfer.engines import ENGINES
 from transfer.runtime import ParamError
 
 PARAMS_FILE = Path("params.yaml")
@@ -34,6 +35,11 @@ def _check_precision(section: str, precision: str) -> None:
     """Raise a ParamError unless `precision` is one of the Keras dtype policies offered."""
     _require(precision in PRECISIONS, f"{section}.precision", precision,
              " | ".join(PRECISIONS))
+
+
+def _check_engine(section: str, engine: str) -> None:
+    """Raise a ParamError unless `engine` is one of the inference engines offered."""
+    _require(engine in ENGINES, f"{section}.engine", engine, " | ".join(ENGINES))
 
 
 def _check_strategy(section: str, strategy: str) -> None:
@@ -101,11 +107,13 @@ class FeaturesParams:
     batch_size: int = 64
     precision: str = "float32"
     jit_compile: bool = False
+    engine: str = "auto"
 
     def check(self) -> None:
-        """Validate the batch size and precision."""
+        """Validate the batch size, precision and engine."""
         _require(self.batch_size >= 1, "features.batch_size", self.batch_size, "an integer >= 1")
         _check_precision("features", self.precision)
+        _check_engine("features", self.engine)
 
 
 @dataclass(frozen=True)
@@ -190,11 +198,13 @@ class EvaluateParams:
 
     batch_size: int = 128
     top_k: int = 3
+    engine: str = "auto"
 
     def check(self) -> None:
-        """Validate the batch size and k."""
+        """Validate the batch size, k and engine."""
         _require(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")
         _require(self.top_k >= 1, "evaluate.top_k", self.top_k, "an integer >= 1")
+        _check_engine("evaluate", self.engine)
 
 
 @dataclass(frozen=True)

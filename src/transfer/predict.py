@@ -2,13 +2,14 @@
 
     python -m transfer.predict IMAGE_OR_FOLDER [--model models/model.keras] [--top 3]
         [--classes data/prepared/classes.json] [--resize crop|squash] [--json]
-        [--plot predictions.png]
+        [--plot predictions.png] [--engine auto|keras|openvino]
 
 Reads any size, mode and format that `fetch` reads (PNG, JPEG, BMP, GIF, WebP), upright by
 its EXIF orientation, and makes it square as the training data was (`data.resize`, recorded
 in `dataset.json` beside the classes); a folder is searched recursively. Class names come
-from the dataset the model was trained on. `show_example` draws the prediction for an image
-of the prepared dataset itself.
+from the dataset the model was trained on. `--engine` runs the model on Keras or OpenVINO
+(`transfer.engines`; auto: OpenVINO for many images on a CPU). `show_example` draws the
+prediction for an image of the prepared dataset itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from transfer import plots
+from transfer import engines, plots
 from transfer.data import IMAGE_SUFFIXES, RESIZE_MODES, decode_image, load_split
 from transfer.evaluate import EXPORTS
 from transfer.fetch import DESCRIPTION
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
                              "data, from dataset.json beside --classes; else crop)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", type=Path, help="write a PNG of the images and predictions")
+    parser.add_argument("--engine", choices=engines.ENGINES, default="auto",
+                        help="what runs the model (default: OpenVINO for many images on a CPU)")
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError(f"--top {args.top} is not allowed: an integer >= 1")
@@ -105,11 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     described = args.classes.parent / DESCRIPTION
     resize = args.resize or (read_json(described)["resize"] if described.exists() else "crop")
     size, best, shown = model.input_shape[1], [], []
+    run = engines.runner(model, engines.choose(args.engine, len(paths)))
     for start in range(0, len(paths), CHUNK):
         images = np.stack([decode_image(path, size, resize=resize)
                            for path in paths[start:start + CHUNK]])
-        best += ranked(model.predict(images.astype(np.float32), batch_size=64, verbose=0),
-                       classes, min(args.top, len(classes)))
+        probs = np.concatenate([run(images[i:i + 64].astype(np.float32))
+                                for i in range(0, len(images), 64)])
+        best += ranked(probs, classes, min(args.top, len(classes)))
         shown += list(images[:PLOTTED - len(shown)])
     if args.json:
         print(json.dumps([{"image": str(path), "predictions": [

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 from markupsafe import Markup
 
-from transfer import plots
+from transfer import engines, plots
 from transfer.backbones import family, origin
 from transfer.data import CIFAR10_CLASSES, SPLITS, load_split
 from transfer.evaluate import METRICS as EVALUATION
@@ -109,6 +109,23 @@ def git(*args: str) -> str:
     """Output of a git command in the working directory, or '' outside a git repository."""
     out = subprocess.run(["git", *args], capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def engine_sentence(features: str, test: str, prepare_seconds: float) -> str:
+    """What ran the frozen network for the features and for the test-set pass (Methods)."""
+    if features == test == "keras":
+        return "Keras ran every pass."
+    openvino = (f"OpenVINO {package_version('openvino')} (the Keras model converted, computing "
+                f"in float32; outputs equal Keras's within a relative {engines.TOLERANCE:g})")
+    names = {"keras": "Keras", "openvino": openvino}
+    if features == test:
+        uses = f"the feature extraction and the test-set pass ran on {names[features]}"
+    else:
+        uses = (f"the feature extraction ran on {names[features]}, the test-set pass on "
+                f"{names[test]}")
+    converted = (f"; converting the base for the features took {prepare_seconds:.1f} s, not "
+                 f"counted in the extraction time" if features == "openvino" else "")
+    return f"{uses[0].upper()}{uses[1:]}{converted}; training always ran on Keras."
 
 
 def package_version(name: str) -> str:
@@ -391,6 +408,7 @@ def render(values: dict, medium: bool) -> str:
 
     return env.get_template("paper.md.j2").render(
         **values, medium=medium, table=table, number=lambda kind: next(counters[kind]),
+        engine_sentence=engine_sentence,
         cite=citations, citations=citations)
 
 

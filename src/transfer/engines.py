@@ -1,0 +1,59 @@
+"""Inference engines for the passes that only run a frozen network: Keras, or OpenVINO.
+
+`features`, the fine-tuning cache pass, `evaluate`'s test-set pass and `predict` run models
+that never train. On a CPU, OpenVINO (PyPI `openvino`) runs them about twice as fast as Keras
+(bench/results.md), once the model is converted (about 5 s). So `auto` takes OpenVINO on a
+machine without a GPU for at least AUTO_MIN_IMAGES images, else Keras; a missing OpenVINO falls
+back to Keras with one line saying so. The model goes through Keras's
+SavedModel export and OpenVINO's converter, and is compiled in float32 (not OpenVINO's
+bfloat16 default on CPUs with AMX), so its outputs equal Keras's within TOLERANCE. Saved models
+stay Keras models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+ENGINES = ("auto", "keras", "openvino")
+# OpenVINO's outputs differ from Keras's by at most this share of Keras's largest |output|
+# (tests/test_engines.py; measured: about 5e-6 with EfficientNetLite0's ImageNet weights).
+TOLERANCE = 1e-4
+# Converting costs about 5 s (EfficientNetLite0) to 9 s (EfficientNetB0 at 224 px); OpenVINO
+# saves about 1 ms (Lite0, 96 px) to 5 ms (B0, 224 px) an image on this project's 2-core CPU:
+# it pays from about 5,000 and 1,800 images.
+AUTO_MIN_IMAGES = 2048
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def choose(engine: str, images: int) -> str:
+    """The engine that runs `images` images for the param value `engine` on this machine."""
+    if engine == "keras" or engine == "auto" and (images < AUTO_MIN_IMAGES or
+                                                  tf.config.list_physical_devices("GPU")):
+        return "keras"
+    if importlib.util.find_spec("openvino") is None:
+        print(f"engine: OpenVINO is not installed (pip install openvino), so Keras runs the "
+              f"frozen network instead of engine {engine!r}", file=sys.stderr)
+        return "keras"
+    return "openvino"
+
+
+def runner(model: keras.Model, engine: str) -> Runner:
+    """A function from a float32 batch to `model`'s output on it, run by `engine` (chosen)."""
+    if engine == "keras":
+        return model.predict_on_batch
+    import openvino
+
+    with tempfile.TemporaryDirectory(prefix="transfer-openvino-") as saved:
+        model.export(saved, format="tf_saved_model", verbose=False)
+        converted = openvino.convert_model(saved)
+    compiled = openvino.Core().compile_model(converted, "CPU",
+                                             {"INFERENCE_PRECISION_HINT": "f32"})
+    return lambda batch: compiled(batch)[0]
