@@ -49,15 +49,19 @@ def test_openvino_equals_keras_on_another_family():
 
 
 def test_auto_takes_openvino_for_many_images_on_a_cpu(capsys):
-    """auto: OpenVINO from AUTO_MIN_IMAGES images on a machine without a GPU, else Keras;
-    an explicit engine is taken as it is, silently."""
+    """auto: OpenVINO from AUTO_MIN_IMAGES images of a float32 model on a machine without a
+    GPU, else Keras; an explicit engine is taken as it is, silently, except OpenVINO for a
+    model in mixed precision: Keras, with one line."""
     many = engines.AUTO_MIN_IMAGES
     assert engines.choose("auto", many - 1) == "keras"
     assert engines.choose("keras", many) == "keras"
     assert engines.choose("openvino", 1) == "openvino"
+    assert engines.choose("auto", many, "mixed_bfloat16") == "keras"
     if not engines.tf.config.list_physical_devices("GPU"):
         assert engines.choose("auto", many) == "openvino"
     assert capsys.readouterr().err == ""
+    assert engines.choose("openvino", many, "mixed_bfloat16") == "keras"
+    assert "OpenVINO runs float32 models here" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("engine", ["openvino", "auto"])

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_stages, tiny_params, write_params
 from PIL import Image
 
-from transfer import predict
+from transfer import engines, predict
 from transfer.data import DataError
 from transfer.runtime import UserError
 
@@ -61,6 +61,22 @@ def test_json_gives_every_image_a_distribution(trained, photos, monkeypatch, cap
         assert sorted(classes) == ["cat", "dog", "fox"]
         assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
         assert sum(probs) == pytest.approx(1, abs=1e-5)
+
+
+def test_openvino_engine_predicts_what_keras_does(trained, photos, monkeypatch, capsys):
+    """--engine openvino gives the same classes, in the same order, with probabilities within
+    the engines' tolerance of Keras's."""
+    monkeypatch.chdir(trained)
+    runs = {}
+    for engine in ("keras", "openvino"):
+        predict.main([str(photos), "--json", "--top", "3", "--engine", engine])
+        runs[engine] = json.loads(capsys.readouterr().out)
+    for keras_entry, openvino_entry in zip(runs["keras"], runs["openvino"]):
+        assert ([p["class"] for p in keras_entry["predictions"]]
+                == [p["class"] for p in openvino_entry["predictions"]])
+        np.testing.assert_allclose([p["probability"] for p in openvino_entry["predictions"]],
+                                   [p["probability"] for p in keras_entry["predictions"]],
+                                   atol=engines.TOLERANCE)
 
 
 def test_table_shows_the_top_classes_and_plot_writes_a_png(trained, photos, monkeypatch, capsys):

@@ -4,10 +4,10 @@
 that never train. On a CPU, OpenVINO (PyPI `openvino`) runs them about twice as fast as Keras
 (bench/results.md), once the model is converted (about 5 s). So `auto` takes OpenVINO on a
 machine without a GPU for at least AUTO_MIN_IMAGES images, else Keras; a missing OpenVINO falls
-back to Keras with one line saying so. The model goes through Keras's
-SavedModel export and OpenVINO's converter, and is compiled in float32 (not OpenVINO's
-bfloat16 default on CPUs with AMX), so its outputs equal Keras's within TOLERANCE. Saved models
-stay Keras models.
+back to Keras with one line saying so. OpenVINO runs float32 models only. The model goes through
+a Keras SavedModel export in inference mode and OpenVINO's converter, and is compiled in
+float32 (not OpenVINO's bfloat16 default on CPUs with AMX), so its outputs equal Keras's within
+TOLERANCE. Saved models stay Keras models.
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ AUTO_MIN_IMAGES = 2048
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def choose(engine: str, images: int) -> str:
-    """The engine that runs `images` images for the param value `engine` on this machine."""
-    if engine == "keras" or engine == "auto" and (images < AUTO_MIN_IMAGES or
-                                                  tf.config.list_physical_devices("GPU")):
+def choose(engine: str, images: int, precision: str = "float32") -> str:
+    """The engine that runs `images` images of a model in the Keras dtype policy `precision`
+    for the param value `engine` on this machine. OpenVINO runs float32 models only (its
+    converter refuses bfloat16 ones); other policies run on Keras."""
+    if engine == "keras" or engine == "auto" and (
+            images < AUTO_MIN_IMAGES or precision != "float32"
+            or tf.config.list_physical_devices("GPU")):
+        return "keras"
+    if precision != "float32":
+        print(f"engine: OpenVINO runs float32 models here, so Keras runs this {precision} one",
+              file=sys.stderr)
         return "keras"
     if importlib.util.find_spec("openvino") is None:
         print(f"engine: OpenVINO is not installed (pip install openvino), so Keras runs the "
@@ -51,8 +58,12 @@ def runner(model: keras.Model, engine: str) -> Runner:
         return model.predict_on_batch
     import openvino
 
+    archive = keras.export.ExportArchive()  # model.export() may trace dropout in training mode
+    archive.track(model)
+    archive.add_endpoint("serve", lambda images: model(images, training=False),
+                         input_signature=[tf.TensorSpec(model.input_shape, tf.float32)])
     with tempfile.TemporaryDirectory(prefix="transfer-openvino-") as saved:
-        model.export(saved, format="tf_saved_model", verbose=False)
+        archive.write_out(saved, verbose=False)
         converted = openvino.convert_model(saved)
     compiled = openvino.Core().compile_model(converted, "CPU",
                                              {"INFERENCE_PRECISION_HINT": "f32"})

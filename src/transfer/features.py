@@ -93,7 +93,8 @@ def extract(params: Params, shard: int, shards: int, out: Path) -> dict:
     dim, batch_size = extractor.output.shape[-1], params.features.batch_size
     sizes = {split: len(load_split(PREPARED, split)[1]) for split in SPLITS}
     parts = {split: shard_rows(n, batch_size, shard, shards) for split, n in sizes.items()}
-    engine = engines.choose(params.features.engine, sum(sizes.values()))  # same in every shard
+    engine = engines.choose(params.features.engine, sum(sizes.values()),  # same in each shard
+                            params.features.precision)
     start = time.perf_counter()
     run = engines.runner(model, engine)
     prepare_seconds = time.perf_counter() - start

@@ -158,7 +158,7 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
         model = keras.Model(acts, head(top(acts, training=False)))
     (x_train, y_train), (x_val, y_val) = train, val
     engine = engines.choose(params.features.engine,
-                            len(x_train) * (1 + p.augment.flip) + len(x_val))
+                            len(x_train) * (1 + p.augment.flip) + len(x_val), p.precision)
     start = time.perf_counter()
     run, shape = engines.runner(bottom, engine), bottom.output.shape[1:]
     flipped = None
