@@ -33,4 +33,5 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
 clean:
-	rm -rf data/prepared features models metrics eval logs dvclive report/figures report/paper.md report/paper.html report/medium.md
+	rm -rf data/prepared features models metrics eval logs dvclive report/figures report/site \
+		report/paper.md report/paper.pdf report/paper.html report/medium.md report/devto.md

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 import yaml
 from conftest import ROOT, copy_project, tiny_params, write_params
+from PIL import Image
 
-from transfer.report import wilson_interval
+from transfer.stats import wilson_interval
 
 pytestmark = pytest.mark.slow
 STAGES = ("fetch", "features", "train", "finetune", "evaluate", "report")
@@ -237,6 +238,67 @@ def test_html_is_standalone(project):
     assert links and set(links) <= literature
     assert not re.search(r"<(link|script|iframe)\b|@import|url\(", html)
     assert "<table>" in html and "<style>" in html
+
+
+def test_pdf_is_the_paper_typeset(project):
+    """paper.pdf (Typst) is a PDF whose text holds the title, every section heading, every
+    heading of the Markdown paper and the abstract's accuracies as the metrics files give
+    them, with every figure of the paper embedded as an image. (Two renders giving the same
+    bytes: tests/test_report.py.)"""
+    from pypdf import PdfReader
+
+    report = project.repo / "report"
+    assert (report / "paper.pdf").read_bytes().startswith(b"%PDF-")
+    reader = PdfReader(report / "paper.pdf")
+    text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    paper = (report / "paper.md").read_text()
+    title = paper.splitlines()[0].removeprefix("# ")
+    assert reader.metadata.title == title and title in text
+    for heading in re.findall(r"^#{2,4} (.+)$", paper, flags=re.M):
+        assert heading.replace("`", "") in text, heading
+    positions = [text.index(name) for name in SECTIONS]
+    assert positions == sorted(positions)
+    metrics = json.loads((project.repo / "metrics/evaluate.json").read_text())
+    for model in ("head", "finetuned"):
+        low, high = wilson_interval(metrics[model]["correct"], metrics[model]["count"])
+        assert (f"{100 * metrics[model]['accuracy']:.1f}% (95% CI {100 * low:.1f}% – "
+                f"{100 * high:.1f}%)") in text
+    figures = re.findall(r"^!\[[^\]]*\]\((figures/[^)]+)\)$", paper, flags=re.M)
+    images = [image for page in reader.pages for image in page.images]
+    assert len(figures) >= 6 and len(images) == len(figures)
+    assert sorted(image.image.size for image in images) == sorted(
+        Image.open(report / figure).size for figure in figures)
+
+
+def test_site_bundle_links_only_its_own_files(project):
+    """report/site/: index.html shows every figure of the paper from a PNG beside it, no
+    `data:` URI, no absolute path; every file in the folder is one it shows."""
+    site = project.repo / "report/site"
+    html = (site / "index.html").read_text()
+    sources = re.findall(r'\bsrc="([^"]*)"', html)
+    paper = (project.repo / "report/paper.md").read_text()
+    assert sources == re.findall(r"^!\[[^\]]*\]\((figures/[^)]+)\)$", paper, flags=re.M)
+    assert not re.search(r'(src|href)="(data:|/|file:)|url\(', html)
+    assert all(not re.match(r"\w+:", link) or link.startswith("https://")
+               for link in re.findall(r'\bhref="([^"]*)"', html))
+    files = {str(p.relative_to(site)) for p in site.rglob("*") if p.is_file()}
+    assert files == {"index.html", *sources}
+    for source in sources:
+        assert (site / source).read_bytes() == (project.repo / "report" / source).read_bytes()
+
+
+def test_devto_variant_has_front_matter(project):
+    """report/devto.md: YAML front matter (title, description, tags, published: false), then
+    the paper without its title line."""
+    text = (project.repo / "report/devto.md").read_text()
+    _, matter, body = text.split("---\n", 2)
+    front = yaml.safe_load(matter)
+    paper = (project.repo / "report/paper.md").read_text()
+    title, rest = paper.split("\n", 1)
+    assert front["title"] == title.removeprefix("# ") and front["published"] is False
+    assert front["tags"] == "machinelearning, keras, tensorflow, python"
+    assert "test accuracy after fine-tuning" in front["description"]
+    assert body.strip() == rest.strip()
 
 
 def test_medium_variant_shows_tables_as_images(project):

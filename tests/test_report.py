@@ -1,4 +1,5 @@
-"""The paper's statistics, notes and literature, and a paper rendered outside any git repository."""
+"""The paper's statistics, notes, literature and publishing formats, and a paper rendered
+outside any git repository."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from conftest import ROOT, run_stages, tiny_params, write_params
 from scipy.stats import binomtest
 
 from transfer.backbones import PREPROCESSING
-from transfer.report import mcnemar_p, read_notes, wilson_interval
+from transfer.params import ReportParams
+from transfer.publish import devto
+from transfer.report import read_notes
+from transfer.runtime import ParamError
+from transfer.stats import mcnemar_p, wilson_interval
+from transfer.typeset import Converter, escape, sections
 
 
 def test_wilson_interval_by_hand():
@@ -85,3 +91,43 @@ def test_paper_outside_git_with_fine_tuning_skipped(workdir, tiny_folder):
     before = {p: p.read_bytes() for p in outputs}
     run_stages("report")
     assert {p: p.read_bytes() for p in outputs} == before
+
+
+def test_devto_links_figures_under_the_site_url():
+    """With `report.site_url`, the dev.to variant's images, canonical URL and cover are
+    absolute URLs under it; the title line moves into the front matter."""
+    paper = "# A title\n\nText.\n\n![Curves](figures/learning-curves.png)\n"
+    text = devto(paper, "A title", "One sentence.",
+                 ReportParams(site_url="https://ada.github.io/paper/", tags="keras, ml"))
+    _, matter, body = text.split("---\n", 2)
+    assert yaml.safe_load(matter) == {
+        "title": "A title", "description": "One sentence.", "tags": "keras, ml",
+        "canonical_url": "https://ada.github.io/paper/",
+        "cover_image": "https://ada.github.io/paper/figures/examples.png", "published": False}
+    assert body == "\nText.\n\n![Curves](https://ada.github.io/paper/figures/learning-curves.png)\n"
+
+
+@pytest.mark.parametrize("key, value", [("tags", "a, b, c, d, e"), ("tags", "Machine-Learning"),
+                                        ("site_url", "ada.github.io"),
+                                        ("cover_image", "/tmp/cover.png")])
+def test_bad_publishing_params_are_refused(key, value):
+    """dev.to's tag rule and absolute URLs are checked, with the param named."""
+    with pytest.raises(ParamError, match=rf"report\.{key}="):
+        ReportParams(**{key: value}).check()
+
+
+def test_typst_escapes_markup_and_keeps_captions():
+    """Markup characters in the text come out literally; an image with its "Figure N."
+    caption becomes one figure; headings after the literature are unnumbered."""
+    assert escape("a_b*c #d $e @f <g> [h] `i` ~j //k =l +m -n \\o") == (
+        "a\\_b\\*c \\#d \\$e \\@f \\<g\\> \\[h\\] \\`i\\` \\~j \\/\\/k \\=l \\+m \\-n \\\\o")
+    paper = ("# T\n\n## Abstract\n\nWe *did* it.\n\n## Results\n\n![x](figures/a.png)\n\n"
+             "*Figure 1. The `a` curve.*\n\n## Literature Cited\n\n### A. Parameters\n")
+    parts = sections(paper)
+    body = Converter("figs").blocks(parts["body"])
+    assert Converter("figs").blocks(parts["abstract"]) == ["We #emph[did] it."]
+    assert body[0] == "#heading(level: 1)[Results]"
+    assert body[1].startswith('#figure(\n  image("figs/a.png", width: 100%),\n  caption: '
+                              '[Figure 1. The #raw("a") curve.]')
+    assert body[2:] == ["#heading(level: 1, numbering: none)[Literature Cited]",
+                        "#heading(level: 2, numbering: none)[A. Parameters]"]

@@ -217,13 +217,25 @@ class ReportParams:
     date: str = ""
     target_accuracy: float = 0.87
     examples: int = 24
+    description: str = ""
+    tags: str = "machinelearning, keras, tensorflow, python"
+    site_url: str = ""
+    cover_image: str = ""
 
     def check(self) -> None:
-        """Validate the target and the size of the example grid."""
+        """Validate the target, the size of the example grid, the tags and the URLs."""
         _require(0 < self.target_accuracy <= 1, "report.target_accuracy", self.target_accuracy,
                  "a number in (0, 1]")
         _require(1 <= self.examples <= 100, "report.examples", self.examples,
                  "an integer in [1, 100]")
+        tags = [t.strip() for t in self.tags.split(",") if t.strip()]
+        _require(len(tags) <= 4 and all(re.fullmatch(r"[a-z0-9]+", t) for t in tags),
+                 "report.tags", self.tags,
+                 "at most 4 comma-separated tags of lowercase letters and digits (dev.to's rule)")
+        for key in ("site_url", "cover_image"):
+            value = getattr(self, key)
+            _require(not value or re.match(r"https?://", value) is not None, f"report.{key}",
+                     value, "'' or an absolute http(s) URL")
 
 
 @dataclass(frozen=True)

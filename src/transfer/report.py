@@ -1,36 +1,30 @@
 """Stage `report`: render the run as a journal-style paper, from the files the pipeline wrote.
 
-Writes `report/paper.md` (Markdown, relative image links), `report/paper.html` (one
-standalone file: CSS and images embedded), `report/medium.md` (tables as images, for editors
-without Markdown tables) and `report/figures/*.png`. The text comes from the Jinja2
+Writes `report/paper.md` (Markdown, relative image links) and `report/figures/*.png`, and from
+that Markdown: `report/paper.pdf` (typeset with Typst, `transfer.typeset`), `report/paper.html`
+(one standalone file), `report/site/` (a page and its PNG files for a static host or Medium's
+import), `report/devto.md` (dev.to / Hashnode) (`transfer.publish`), and `report/medium.md`
+(tables as images, for editors without Markdown tables). The text comes from the Jinja2
 templates in `report/templates/` and the author's optional `report/notes.md`; every number in
 it is read from the run's outputs, and the same inputs render to the same bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import itertools
-import math
 import platform
 import re
 import subprocess
 from collections import Counter
-from dataclasses import dataclass
 from datetime import date
-from fractions import Fraction
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import jinja2
-import markdown
 import numpy as np
 import yaml
-from markupsafe import Markup
 
-from transfer import engines, plots
-from transfer.backbones import family, origin
+from transfer import plots, publish, typeset
+from transfer.backbones import origin
 from transfer.data import CIFAR10_CLASSES, SPLITS, load_split
 from transfer.evaluate import METRICS as EVALUATION
 from transfer.evaluate import PREDICTIONS
@@ -40,46 +34,19 @@ from transfer.fetch import DESCRIPTION
 from transfer.fetch import OUT as PREPARED
 from transfer.finetune import LIVE as FINETUNE_LIVE
 from transfer.params import Params, load_params
-from transfer.runtime import UserError, atomic_path, read_json, run_stage
+from transfer.runtime import atomic_path, read_json, run_stage
+from transfer.stats import mcnemar_p, wilson_interval
 from transfer.train import LIVE as TRAIN_LIVE
+from transfer.wording import Table, percent, render
 
 OUT = Path("report")
 TEMPLATES = OUT / "templates"
 NOTES = OUT / "notes.md"
 FIGURES = OUT / "figures"
 PAPER, HTML, MEDIUM = OUT / "paper.md", OUT / "paper.html", OUT / "medium.md"
-Z95 = 1.959963984540054
-LIBRARIES = ("tensorflow", "keras", "numpy", "dvc", "dvclive", "matplotlib")
+PDF, SITE, DEVTO = OUT / "paper.pdf", OUT / "site", OUT / "devto.md"
+LIBRARIES = ("tensorflow", "keras", "numpy", "dvc", "dvclive", "matplotlib", "openvino")
 HYPERPARAMETERS = ("seed", "data.", "model.", "features.", "train.", "finetune.")
-
-
-@dataclass(frozen=True)
-class Table:
-    """A captioned table; in the Medium variant it is shown as its picture `image`."""
-
-    caption: str
-    header: list[str]
-    rows: list[list[str]]
-    image: str
-
-
-def wilson_interval(correct: int, count: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95% for the default z)."""
-    if count == 0:
-        return 0.0, 1.0
-    p, z2 = correct / count, z * z
-    centre = (p + z2 / (2 * count)) / (1 + z2 / count)
-    half = z * math.sqrt(p * (1 - p) / count + z2 / (4 * count * count)) / (1 + z2 / count)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mcnemar_p(b: int, c: int) -> float:
-    """Exact two-sided McNemar p-value of b vs c discordant pairs: Binomial(b + c, 1/2)."""
-    n, term, tail = b + c, 1, 0
-    for k in range(min(b, c) + 1):
-        tail += term
-        term = term * (n - k) // (k + 1)
-    return min(1.0, float(Fraction(2 * tail, 2**n)))
 
 
 def read_curves(live: Path) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
@@ -111,23 +78,6 @@ def git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def engine_sentence(features: str, test: str, prepare_seconds: float) -> str:
-    """What ran the frozen network for the features and for the test-set pass (Methods)."""
-    if features == test == "keras":
-        return "Keras ran every pass."
-    openvino = (f"OpenVINO {package_version('openvino')} (the Keras model converted, computing "
-                f"in float32; outputs equal Keras's within a relative {engines.TOLERANCE:g})")
-    names = {"keras": "Keras", "openvino": openvino}
-    if features == test:
-        uses = f"the feature extraction and the test-set pass ran on {names[features]}"
-    else:
-        uses = (f"the feature extraction ran on {names[features]}, the test-set pass on "
-                f"{names[test]}")
-    converted = (f"; converting the base for the features took {prepare_seconds:.1f} s, not "
-                 f"counted in the extraction time" if features == "openvino" else "")
-    return f"{uses[0].upper()}{uses[1:]}{converted}; training always ran on Keras."
-
-
 def package_version(name: str) -> str:
     """The installed version of a distribution, or 'not installed'."""
     try:
@@ -141,58 +91,6 @@ def dataset_name(params: Params) -> str:
     if params.data.source == "cifar10":
         return "CIFAR-10"
     return re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(params.data.path).name)
-
-
-def markdown_table(table: Table) -> str:
-    """A pipe table, with pipes in cells escaped."""
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-    return "\n".join([line(table.header), "|" + "---|" * len(table.header),
-                      *map(line, table.rows)])
-
-
-def percent(x: float | None, digits: int = 1) -> str:
-    """0.8734 -> '87.3%'; None -> '—'."""
-    return "—" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def points(x: float) -> str:
-    """A difference of two proportions in percentage points: 0.012 -> '+1.2'."""
-    return f"{100 * x:+.1f}"
-
-
-def plural(n: int, noun: str) -> str:
-    """'1 epoch', '3 epochs'."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def p_value(p: float) -> str:
-    """'p < 0.001' or 'p = 0.042'."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-class Citations:
-    """The literature in `references.yaml`; `cite(key)` gives the in-text form and records it."""
-
-    def __init__(self, path: Path) -> None:
-        data = yaml.safe_load(path.read_text())
-        self.references, self.backbones, self.used = data["references"], data["backbones"], []
-
-    def __call__(self, key: str) -> str:
-        """In-text citation of `key`, e.g. '(Pan and Yang, 2010)'."""
-        if key not in self.references:
-            raise UserError(f"{TEMPLATES}/references.yaml has no reference '{key}'")
-        if key not in self.used:
-            self.used.append(key)
-        return f"({self.references[key]['cite']})"
-
-    def backbone(self, backbone: str) -> str:
-        """Citation of the backbone's own paper."""
-        return self(self.backbones[family(backbone)])
-
-    def cited(self) -> list[dict]:
-        """The references cited so far, in alphabetical order."""
-        return sorted((self.references[k] for k in self.used), key=lambda r: r["text"])
 
 
 def experiments_table(log: list[Experiment], raw: dict, figures: Path) -> Table:
@@ -361,6 +259,7 @@ def provenance(raw: dict) -> dict:
     return {
         "commit": git("rev-parse", "HEAD") or "not a git repository",
         "commit_date": date.fromisoformat(day).strftime("%B %-d, %Y") if day else "undated",
+        "commit_day": day,
         "environment": {"python": platform.python_version(), "os": platform.system(),
                         **{name: package_version(name) for name in LIBRARIES}},
         "lock": [(stage, out["path"], out.get("md5", "")) for stage, entry in
@@ -391,53 +290,52 @@ def context(params: Params, figures: Path) -> dict:
     return values
 
 
-def render(values: dict, medium: bool) -> str:
-    """The paper as Markdown; `medium` shows tables as pictures."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters.update(percent=percent, points=points, p_value=p_value, plural=plural,
-                       count=lambda n: f"{n:,}")
-    counters = {kind: itertools.count(1) for kind in ("figure", "table")}
-    citations = Citations(TEMPLATES / "references.yaml")
-
-    def table(t: Table) -> str:
-        number = next(counters["table"])
-        body = f"![Table {number}]({FIGURES.name}/{t.image})" if medium else markdown_table(t)
-        return f"*Table {number}. {t.caption}*\n\n{body}"
-
-    return env.get_template("paper.md.j2").render(
-        **values, medium=medium, table=table, number=lambda kind: next(counters[kind]),
-        engine_sentence=engine_sentence,
-        cite=citations, citations=citations)
+def description(values: dict) -> str:
+    """`report.description`, or one sentence of what the run found."""
+    p, results = values["p"], values["results"]
+    if p.report.description:
+        return p.report.description
+    return (f"{p.model.backbone} transferred to {values['dataset']}: "
+            f"{percent(results['finetuned']['accuracy'])} test accuracy after fine-tuning, "
+            f"{percent(results['head']['accuracy'])} for a head on the frozen base's features.")
 
 
-def standalone_html(paper: str, title: str, figures: Path) -> str:
-    """The Markdown paper as one HTML file with the stylesheet and every figure embedded."""
-    body = markdown.markdown(paper, extensions=["tables", "fenced_code", "sane_lists"])
-
-    def embed(match: re.Match) -> str:
-        data = base64.b64encode((figures / match.group(1)).read_bytes()).decode()
-        return f'src="data:image/png;base64,{data}"'
-
-    body = re.sub(rf'src="{FIGURES.name}/([^"]+)"', embed, body)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    return env.get_template("paper.html.j2").render(
-        title=title, body=Markup(body), css=Markup((TEMPLATES / "style.css").read_text()))
+def paper_date(params: Params, commit_day: str) -> date | None:
+    """The day the PDF is dated: `report.date` if it is an ISO date, else the commit's."""
+    for text in (params.report.date, commit_day):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            continue
+    return None
 
 
 def main() -> None:
-    """Draw the figures, render the paper in its three forms and write them atomically."""
+    """Draw the figures, render the paper in all its forms and write them atomically."""
     params = load_params()
     with atomic_path(FIGURES) as figures:
         figures.mkdir()
         values = context(params, figures)
-        paper, medium = render(values, medium=False), render(values, medium=True)
-        html = standalone_html(paper, values["title"], figures)
-    for path, text in ((PAPER, paper), (MEDIUM, medium), (HTML, html)):
+        paper, medium = (render(values, TEMPLATES, medium) for medium in (False, True))
+        title, summary = values["title"], description(values)
+        day = paper_date(params, values["commit_day"])
+        source = typeset.typst_source(paper, {**values, "pdf_date": day}, TEMPLATES,
+                                      figures.name)
+        texts = {PAPER: paper, MEDIUM: medium,
+                 HTML: publish.page(paper, title, summary, TEMPLATES, figures, embed=True),
+                 DEVTO: publish.devto(paper, title, summary, params.report)}
+        pdf = typeset.pdf(source, OUT, day)
+        site = publish.page(paper, title, summary, TEMPLATES, figures, embed=False,
+                            canonical=params.report.site_url)
+        with atomic_path(SITE) as tmp:
+            publish.write_site(site, figures, tmp)
+    for path, text in texts.items():
         with atomic_path(path) as tmp:
             tmp.write_text(text)
-    print(f"report: {PAPER}, {HTML}, {MEDIUM} and {len(list(FIGURES.iterdir()))} figures")
+    with atomic_path(PDF) as tmp:
+        tmp.write_bytes(pdf)
+    print(f"report: {PAPER}, {PDF}, {HTML}, {SITE}/, {MEDIUM}, {DEVTO} and "
+          f"{len(list(FIGURES.iterdir()))} figures")
 
 
 if __name__ == "__main__":
