@@ -471,8 +471,8 @@ def time_to_accuracy_section(source: Path, work: Path) -> str:
         f"{guide['test_accuracy']:.1%} | {'yes' if guide['reached'] else 'no'} |",
         "",
         f"Ratio (the guide's time over ours): **{bound}{ratio:.1f}x** (target >= 5x"
-        + ("" if guide["reached"] else "; the guide did not reach the target, so its time is "
-           "where its cap stopped it and the ratio a lower bound")
+        + ("" if guide["reached"] else "; the guide did not reach the target before its cap "
+           "or its last epoch stopped it, so the ratio is a lower bound")
         + f"). The guide's validation accuracy per epoch: {phases}.",
         "",
         "| # | comparison | workload | ours | other | ratio | target | met |",
