@@ -86,8 +86,11 @@ class Citations:
 def engine_sentence(features: str, test: str, prepare_seconds: float, openvino: str) -> str:
     """What ran the frozen network for the features and for the test-set pass (Methods);
     `openvino` is the version of the package."""
+    first = (f"readying {'OpenVINO' if features == 'openvino' else 'Keras'} for the features ("
+             f"{'converting the base, then ' if features == 'openvino' else ''}a first batch) "
+             f"took {prepare_seconds:.1f} s, not counted in the extraction time")
     if features == test == "keras":
-        return "Keras ran every pass."
+        return f"Keras ran every pass; {first}."
     openvino = (f"OpenVINO {openvino} (the Keras model converted, computing in float32; "
                 f"outputs within {engines.TOLERANCE:.2%} of the largest of Keras's)")
     names = {"keras": "Keras", "openvino": openvino}
@@ -96,9 +99,7 @@ def engine_sentence(features: str, test: str, prepare_seconds: float, openvino: 
     else:
         uses = (f"the feature extraction ran on {names[features]}, the test-set pass on "
                 f"{names[test]}")
-    converted = (f"; converting the base for the features took {prepare_seconds:.1f} s, not "
-                 f"counted in the extraction time" if features == "openvino" else "")
-    return f"{uses[0].upper()}{uses[1:]}{converted}; training always ran on Keras."
+    return f"{uses[0].upper()}{uses[1:]}; {first}; training always ran on Keras."
 
 
 def render(values: dict, templates: Path, medium: bool) -> str:
