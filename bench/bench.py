@@ -3,14 +3,15 @@
     python bench/bench.py [--quick | --full | --time-to-accuracy] [--data PATH]
         [--out bench/results.md]
 
-`--time-to-accuracy` (about 1.5 hours on 2 CPU cores; never in CI): on all of CIFAR-10 with
+`--time-to-accuracy` (about 75 minutes on 2 CPU cores; never in CI): on all of CIFAR-10 with
 EfficientNetLite0's ImageNet weights, the wall time from the image folder to a model with
 TARGET test accuracy, this pipeline against the Keras guides' recipe (bench/keras_guide.py),
 then row 1 and the engine table on that run's data. Otherwise, rows (ratios, each side
 measured here, now):
 1. `features` stage throughput vs the fastest way to run the same extractor on the same
-   decoded arrays (the engine table: Keras `predict`, a `predict_on_batch` loop, a
-   `tf.function` call, OpenVINO; each warmed up, best of three);
+   decoded arrays (picked by the engine table of bench/floor.py's ways: Keras `predict`, a
+   `predict_on_batch` loop, a `tf.function` call, OpenVINO; each warmed up, best of three),
+   the two alternating in fresh interpreters over all the stage's images, best of three;
 2. fetch + features + train (10 head epochs) vs the Keras guide's recipe: the frozen base
    inside the model and 10 epochs of `fit` on the images, then one test evaluation;
 3. one fine-tuning epoch on cached activations vs recomputing the whole base each step;
