@@ -11,6 +11,7 @@ bench.py can interleave it with runs of the stage itself, each in a fresh interp
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -29,11 +30,12 @@ OPENVINO = "OpenVINO, float32 (`features.engine: openvino`)"
 
 def ways(model, batch_size: int) -> dict[str, Callable[[np.ndarray], object]]:
     """Each way to run `model` over a float32 array in batches of `batch_size`, by name:
-    Keras `predict`, a `predict_on_batch` loop, a `tf.function` call, OpenVINO (converted now)."""
+    Keras `predict`, a `predict_on_batch` loop, a `tf.function` call, OpenVINO (converted on
+    its first call, the warm-up, and only if it is run)."""
     import tensorflow as tf
 
     call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
-    openvino = engines.runner(model, "openvino")
+    converted = functools.cache(lambda: engines.runner(model, "openvino"))
 
     def loop(run: engines.Runner) -> Callable[[np.ndarray], object]:
         return lambda images: [run(images[i:i + batch_size])
@@ -43,7 +45,7 @@ def ways(model, batch_size: int) -> dict[str, Callable[[np.ndarray], object]]:
                                                             verbose=0),
             "`predict_on_batch` loop": loop(model.predict_on_batch),
             "`tf.function` call": loop(lambda batch: call(batch).numpy()),
-            OPENVINO: loop(openvino)}
+            OPENVINO: loop(lambda batch: converted()(batch))}
 
 
 def images(project: Path, count: int | None) -> np.ndarray:

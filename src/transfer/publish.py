@@ -28,10 +28,14 @@ from transfer.typeset import EXTENSIONS
 FIGURE_LINK = re.compile(r"(!\[[^\]]*\]\()figures/")
 
 
-def page(paper: str, title: str, description: str, templates: Path, figures: Path,
+def html_body(paper: str) -> str:
+    """The Markdown paper as HTML, the body of every page."""
+    return markdown.markdown(paper, extensions=EXTENSIONS)
+
+
+def page(body: str, title: str, description: str, templates: Path, figures: Path,
          embed: bool, canonical: str = "") -> str:
-    """The Markdown paper as an HTML page: figures embedded, or linked as `figures/*.png`."""
-    body = markdown.markdown(paper, extensions=EXTENSIONS)
+    """The paper's HTML `body` as a page: figures embedded, or linked as `figures/*.png`."""
     if embed:
         def inline(match: re.Match) -> str:
             data = base64.b64encode((figures / match.group(1)).read_bytes()).decode()

@@ -321,11 +321,12 @@ def main() -> None:
         day = paper_date(params, values["commit_day"])
         source = typeset.typst_source(paper, {**values, "pdf_date": day}, TEMPLATES,
                                       figures.name)
+        body = publish.html_body(paper)
         texts = {PAPER: paper, MEDIUM: medium,
-                 HTML: publish.page(paper, title, summary, TEMPLATES, figures, embed=True),
+                 HTML: publish.page(body, title, summary, TEMPLATES, figures, embed=True),
                  DEVTO: publish.devto(paper, title, summary, params.report)}
         pdf = typeset.pdf(source, OUT, day)
-        site = publish.page(paper, title, summary, TEMPLATES, figures, embed=False,
+        site = publish.page(body, title, summary, TEMPLATES, figures, embed=False,
                             canonical=params.report.site_url)
         with atomic_path(SITE) as tmp:
             publish.write_site(site, figures, tmp)
