@@ -55,7 +55,7 @@ HEAD_EPOCHS = 10
 SHARDS = 2
 FLOOR_IMAGES, REPEATS = 1024, 3
 TARGET = 0.87
-# The cheapest settings found on the validation split (bench/tuning.md, README "Speed").
+# The cheapest settings found on the validation split (bench/tuning.md, docs/speed.md).
 OURS_TO_TARGET = {"model": {"backbone": "EfficientNetLite0", "weights": "imagenet",
                             "input_size": 96},
                   "finetune": {"layers": "all", "epochs": 2}}
@@ -261,8 +261,10 @@ def floor_row(repo: Path, batch_size: int, where: str,
 def speed_params(repo: Path, w: Workload, count: int) -> list[tuple[str, float]]:
     """Images/s of the `features` stage's own loop under each `features.precision` and
     `features.jit_compile` setting, float32 without XLA first."""
-    from transfer.backbones import build_extractor, in_precision, predict_batches
+    from transfer.backbones import build_extractor
     from transfer.data import load_split
+    from transfer.engines import predict_batches
+    from transfer.precision import in_precision
 
     x, _ = load_split(repo / "data/prepared", "train")
     x = np.asarray(x[:count - count % w.batch_size])
@@ -286,8 +288,8 @@ def textbook(data: Path, w: Workload) -> float:
     import keras
 
     from transfer.backbones import build_extractor
+    from transfer.heads import build_head
     from transfer.params import TrainParams
-    from transfer.train import build_head
 
     start = time.perf_counter()
     with opened_folder(data) as top:

@@ -98,10 +98,16 @@ def copy_project(dest: Path) -> None:
     shutil.copy(ROOT / "report/notes.md", dest / "report/notes.md")
 
 
+def stage_module(name: str) -> str:
+    """The module that pipeline stage `name` runs, from its command in dvc.yaml."""
+    cmd = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"]
+    return cmd.removeprefix("python -m ").split()[0]
+
+
 def run_stages(*names: str) -> None:
     """Run pipeline stages in this process, in the current directory, as `dvc repro` would."""
     for name in names:
-        importlib.import_module(f"transfer.{name}").main()
+        importlib.import_module(stage_module(name)).main()
 
 
 def hand_built_features(model, backbone: str, input_size: int, images: np.ndarray) -> np.ndarray:
@@ -110,7 +116,7 @@ def hand_built_features(model, backbone: str, input_size: int, images: np.ndarra
     import keras
     import tensorflow as tf
 
-    from transfer.backbones import family
+    from transfer.applications import family
 
     reference = getattr(keras.applications, backbone)(
         include_top=False, weights=None, input_shape=(input_size, input_size, 3), pooling="avg")

@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 from conftest import hand_built_features
 
-from transfer.backbones import (
-    PREPROCESSING,
-    backbone_names,
-    build_extractor,
-    check_backbone,
-    in_precision,
-    preprocessing_affine,
-    split_below,
-    unfreeze_top,
-)
+from transfer.activation_cache import split_below
+from transfer.applications import FAMILIES, LITE, backbone_names, check_backbone, family
+from transfer.backbones import build_extractor, preprocessing_affine, unfreeze_top
+from transfer.heads import build_head
 from transfer.params import TrainParams
+from transfer.precision import in_precision
 from transfer.runtime import UserError
-from transfer.train import build_head
 
 # One backbone per preprocessing mode whose random-weight outputs are not vanishingly small.
-FAMILIES = ["ResNet50V2", "DenseNet121", "VGG16", "ConvNeXtTiny"]
+ONE_PER_MODE = ["ResNet50V2", "DenseNet121", "VGG16", "ConvNeXtTiny"]
 
 
 def test_backbone_names_cover_the_issue_list():
@@ -43,18 +37,30 @@ def test_unknown_backbone_lists_the_valid_names():
     assert "did you mean" in message and "ResNet50V2" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("module", [m for m in sorted(PREPROCESSING)
+def test_catalogue_is_what_keras_applications_offers():
+    """The backbone catalogue (read without Keras) names exactly the installed Keras's
+    applications of the known families, each in the family of the module defining it, and
+    the Lite variants that `transfer.efficientnet_lite` builds."""
+    offered = {name: getattr(keras.applications, name).__module__.rsplit(".", 1)[-1]
+               for name in dir(keras.applications) if name[0].isupper()}
+    known = {name: fam for name, fam in offered.items() if fam in FAMILIES}
+    assert {name: family(name) for name in backbone_names() if family(name) != LITE} == known
+    assert [name for name in backbone_names() if family(name) == LITE] == [
+        "EfficientNetLite0", "EfficientNetLite1", "EfficientNetLite2"]
+
+
+@pytest.mark.parametrize("module", [m for m in sorted(FAMILIES)
                                     if hasattr(keras.applications, m)])
 def test_affine_matches_preprocess_input(module):
     """`rgb @ kernel + bias` equals each family's own preprocess_input on random pixels."""
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
     expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
-    affine = preprocessing_affine(PREPROCESSING[module])
+    affine = preprocessing_affine(FAMILIES[module][0])
     actual = pixels if affine is None else pixels @ affine[0] + affine[1]
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("backbone", FAMILIES)
+@pytest.mark.parametrize("backbone", ONE_PER_MODE)
 def test_extractor_equals_hand_built_pipeline(backbone):
     """extractor(x) == base(preprocess_input(resize(x))), built by hand with the same weights."""
     keras.utils.set_random_seed(1)

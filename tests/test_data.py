@@ -14,13 +14,8 @@ from PIL import Image
 
 import transfer
 from transfer import fetch
-from transfer.data import (
-    DataError,
-    decode_image,
-    preprocess_data,
-    stratified_split,
-    stratified_subset,
-)
+from transfer.cifar10 import preprocess_data
+from transfer.data import DataError, decode_image, stratified_split, stratified_subset
 from transfer.runtime import UserError
 
 SIZE = 16  # data.image_size in tiny_params

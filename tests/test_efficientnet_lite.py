@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import skimage
+from conftest import ROOT
 from PIL import Image
 
 from transfer.backbones import build_extractor
@@ -86,6 +91,36 @@ def test_weights_are_converted_once(tmp_path, monkeypatch):
     assert path.parent == tmp_path / "models" and path.name.endswith(".weights.h5")
     written = path.stat().st_mtime_ns
     assert cached_weights(0) == path and path.stat().st_mtime_ns == written
+
+
+def test_a_changed_conversion_rebuilds_the_cached_weights(tmp_path, monkeypatch):
+    """A fix to the conversion code (simulated: a copy of the package whose conversion doubles
+    every conv kernel) writes and uses a new weights file at once; the original code keeps
+    reading its own, untouched."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    original = cached_weights(0)
+    written = original.stat().st_mtime_ns
+    changed = tmp_path / "src"
+    shutil.copytree(ROOT / "src/transfer", changed / "transfer",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    module = changed / "transfer/efficientnet_lite.py"
+    conv = 'return [state.pop(f"{name}.weight").transpose(2, 3, 1, 0)]'
+    assert conv in module.read_text()
+    module.write_text(module.read_text().replace(conv, conv.replace("[", "[2 * ", 1)))
+    out = subprocess.run(
+        [sys.executable, "-c", "from transfer.efficientnet_lite import cached_weights as c; "
+                               "print(c(0))"],
+        env={**os.environ, "PYTHONPATH": str(changed)}, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rebuilt = Path(out.stdout.split()[-1])
+    assert rebuilt != original and rebuilt.parent == original.parent and rebuilt.is_file()
+    assert cached_weights(0) == original and original.stat().st_mtime_ns == written
+    kernels = []
+    for path in (original, rebuilt):
+        model = architecture(0)
+        model.load_weights(path)
+        kernels.append(model.get_layer("stem_conv").get_weights()[0])
+    np.testing.assert_array_equal(kernels[1], 2 * kernels[0])
 
 
 def test_reader_gives_the_checkpoint_tensors():

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import run_stages, tiny_params, write_params
 from test_efficientnet_lite import PHOTOS, photos
 
@@ -57,7 +58,7 @@ def test_auto_takes_openvino_for_many_images_on_a_cpu(capsys):
     assert engines.choose("keras", many) == "keras"
     assert engines.choose("openvino", 1) == "openvino"
     assert engines.choose("auto", many, "mixed_bfloat16") == "keras"
-    if not engines.tf.config.list_physical_devices("GPU"):
+    if not tf.config.list_physical_devices("GPU"):
         assert engines.choose("auto", many) == "openvino"
     assert capsys.readouterr().err == ""
     assert engines.choose("openvino", many, "mixed_bfloat16") == "keras"
@@ -68,7 +69,7 @@ def test_auto_takes_openvino_for_many_images_on_a_cpu(capsys):
 def test_missing_openvino_falls_back_to_keras_with_one_line(engine, monkeypatch, capsys):
     """Without the openvino package, asking for it gives Keras and one line on stderr."""
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now fails
-    if engine == "auto" and engines.tf.config.list_physical_devices("GPU"):
+    if engine == "auto" and tf.config.list_physical_devices("GPU"):
         pytest.skip("auto takes Keras on a GPU anyway")
     assert engines.choose(engine, engines.AUTO_MIN_IMAGES) == "keras"
     err = capsys.readouterr().err

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import run_stages, tiny_params, write_params
 
+from transfer.activation_cache import DiskRows
 from transfer.backbones import backbone_layers
-from transfer.finetune import Batches, DiskRows
+from transfer.batches import Batches
 from transfer.runtime import read_json
 
 

@@ -22,7 +22,7 @@ import yaml
 from conftest import ROOT, copy_project, tiny_params, write_params
 from PIL import Image
 
-from transfer.stats import wilson_interval
+from transfer.paper.stats import wilson_interval
 
 pytestmark = pytest.mark.slow
 STAGES = ("fetch", "features", "train", "finetune", "evaluate", "report")
@@ -153,6 +153,31 @@ def test_train_change_reruns_only_what_depends_on_it(project):
     assert "up to date" in run(project.repo, "dvc", "status")
 
 
+def stale_stages(repo: Path) -> set[str]:
+    """The stages `dvc status` names as changed."""
+    return set(json.loads(run(repo, "dvc", "status", "--json")))
+
+
+@pytest.mark.parametrize(("edited", "stale"), [
+    ("src/transfer/distribute.py", {"train", "finetune"}),
+    ("src/transfer/paths.py", set(STAGES)),
+    ("src/transfer/paper/wording.py", {"report"}),
+    ("report/templates/paper.md.j2", {"report"}),
+])
+def test_status_names_exactly_the_stages_an_edit_reaches(project, edited, stale):
+    """Editing a file makes `dvc status` name the stages that import or read it, and no other;
+    undoing the edit makes the pipeline up to date again."""
+    path = project.repo / edited
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n" + (b"{# edited #}" if edited.endswith(".j2")
+                                              else b"# edited") + b"\n")
+        assert stale_stages(project.repo) == stale
+    finally:
+        path.write_bytes(original)
+    assert stale_stages(project.repo) == set()
+
+
 def test_fresh_clone_pulls_every_output_from_a_remote_and_recomputes_nothing(project, tmp_path):
     """`dvc push` to a local-directory remote, `git clone` and `dvc pull` elsewhere: the clone is
     up to date and `dvc repro` runs nothing. Features extracted there in two shards and merged
@@ -160,7 +185,7 @@ def test_fresh_clone_pulls_every_output_from_a_remote_and_recomputes_nothing(pro
     date (the extractor is saved byte for byte as before), and the paper says how they were
     extracted."""
     repo, clone, store = project.repo, tmp_path / "clone", str(tmp_path / "store")
-    # The README commits .dvc/config; here a new commit would hide the experiments that later
+    # docs/speed.md commits .dvc/config; here a new commit would hide the experiments that later
     # tests read (they are based on the baseline commit), so each side configures the remote.
     run(repo, "dvc", "remote", "add", "--local", "-d", "store", store)
     run(repo, "dvc", "push", "--all-branches")
@@ -183,7 +208,7 @@ def test_fresh_clone_pulls_every_output_from_a_remote_and_recomputes_nothing(pro
     run(clone, "dvc", "commit", "--force", "features")
     status = run(clone, "dvc", "status", "--with-deps", "evaluate")
     assert "Data and pipelines are up to date" in status, status
-    run(clone, sys.executable, "-m", "transfer.report")
+    run(clone, sys.executable, "-m", "transfer.paper.report")
     assert "added up over 2 shards" in (clone / "report/paper.md").read_text()
 
 

@@ -10,13 +10,13 @@ import yaml
 from conftest import ROOT, run_stages, tiny_params, write_params
 from scipy.stats import binomtest
 
-from transfer.backbones import PREPROCESSING
+from transfer.applications import FAMILIES
+from transfer.paper.publish import devto
+from transfer.paper.report import read_notes
+from transfer.paper.stats import mcnemar_p, wilson_interval
+from transfer.paper.typeset import Converter, escape, sections
 from transfer.params import ReportParams
-from transfer.publish import devto
-from transfer.report import read_notes
 from transfer.runtime import ParamError
-from transfer.stats import mcnemar_p, wilson_interval
-from transfer.typeset import Converter, escape, sections
 
 
 def test_wilson_interval_by_hand():
@@ -59,7 +59,7 @@ def test_read_notes_keeps_filled_sections(tmp_path):
 def test_every_backbone_family_has_its_paper():
     """references.yaml names a real reference for every keras.applications family."""
     data = yaml.safe_load((ROOT / "report/templates/references.yaml").read_text())
-    for module in PREPROCESSING:
+    for module in FAMILIES:
         entry = data["references"][data["backbones"][module]]
         assert entry["url"].startswith("https://") and entry["cite"] and entry["text"]
 

@@ -1,5 +1,5 @@
 """Transfer learning of Keras applications under DVC, with a paper written from the run."""
 
-from transfer.data import preprocess_data
+from transfer.cifar10 import preprocess_data
 
 __all__ = ["preprocess_data"]

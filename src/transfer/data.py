@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from transfer.params import HELD_OUT
 from transfer.runtime import UserError
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SPLITS = ("train", "val", "test")
-HELD_OUT = ("test", "val", "valid", "validation")  # folders beside train/ that can be the test set
-RESIZE_MODES = ("crop", "squash")  # how a non-square image becomes a square
 
 
 class DataError(UserError):
@@ -289,23 +286,3 @@ def load_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     directory = Path(directory)
     return (np.load(directory / f"{split}_x.npy", mmap_mode="r"),
             np.load(directory / f"{split}_y.npy"))
-
-
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """One-hot encode integer labels as float32."""
-    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels).reshape(-1)]
-
-
-def preprocess_data(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Prepare CIFAR-10 arrays for the saved model: X (m, 32, 32, 3) in 0-255, Y (m,) labels.
-
-    Returns X_p as float32 pixels (the model resizes and normalises inside itself, so nothing is
-    upscaled in memory) and Y_p one-hot over the 10 classes.
-    """
-    X = np.asarray(X)
-    if X.ndim != 4 or X.shape[-1] != 3:
-        raise ValueError(f"X must have shape (m, height, width, 3), got {X.shape}")
-    Y = np.asarray(Y).reshape(-1)
-    if len(Y) != len(X):
-        raise ValueError(f"X has {len(X)} images but Y has {len(Y)} labels")
-    return X.astype(np.float32), one_hot(Y, len(CIFAR10_CLASSES))

@@ -47,7 +47,7 @@ def strategy(name: str, key: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise UserError(f"{key}=multiworker needs the TF_CONFIG environment variable "
-                            "(the cluster and this worker's task; see README, 'Scaling up')")
+                            "(the cluster and this worker's task; see docs/speed.md, 'Scaling up')")
         return _MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 

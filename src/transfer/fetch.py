@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from transfer import cifar10
 from transfer.data import (
-    CIFAR10_CLASSES,
     check_class_sizes,
     decode_image,
     find_layout,
@@ -28,10 +28,9 @@ from transfer.data import (
     write_images,
 )
 from transfer.params import DataParams, load_params
+from transfer.paths import CLASSES, DATASET, PREPARED
 from transfer.runtime import UserError, atomic_path, downloading, run_stage, write_json
 
-OUT = Path("data/prepared")
-DESCRIPTION = "dataset.json"  # in OUT: layout, test set, stored size, resize mode
 SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
 
 
@@ -64,7 +63,7 @@ def fetch_cifar10(p: DataParams, seed: int, out: Path) -> tuple[list[str], dict]
                              ("test", x_test, np.arange(len(y_test)), y_test)):
         write_split(out, split, y[idx], size,
                     lambda i, x=x, idx=idx: to_rgb_array(Image.fromarray(x[idx[i]]), size))
-    return list(CIFAR10_CLASSES), {"layout": "keras.datasets.cifar10",
+    return list(cifar10.CLASSES), {"layout": "keras.datasets.cifar10",
                                    "test_set": "CIFAR-10's own test set", "image_size": size,
                                    "resize": p.resize}
 
@@ -110,17 +109,17 @@ def main() -> None:
     """Fetch the dataset named by `data` in params.yaml into data/prepared/."""
     params = load_params()
     p = params.data
-    with atomic_path(OUT) as tmp:
+    with atomic_path(PREPARED) as tmp:
         tmp.mkdir()
         if p.source == "cifar10":
             classes, description = fetch_cifar10(p, params.seed, tmp)
         else:
             classes, description = fetch_folder(p, params.seed, tmp, params.model.input_size)
-        write_json(tmp / "classes.json", classes)
-        write_json(tmp / DESCRIPTION, description)
+        write_json(tmp / CLASSES.name, classes)
+        write_json(tmp / DATASET.name, description)
         counts = {s: int(len(np.load(tmp / f"{s}_y.npy"))) for s in ("train", "val", "test")}
     print(f"fetch: {len(classes)} classes, {counts} images of {description['image_size']}px "
-          f"({description['resize']}), test set: {description['test_set']} -> {OUT}",
+          f"({description['resize']}), test set: {description['test_set']} -> {PREPARED}",
           file=sys.stderr)
 
 

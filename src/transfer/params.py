@@ -1,4 +1,5 @@
-"""Typed, validated view of `params.yaml`: one frozen dataclass per section."""
+"""Typed, validated view of `params.yaml`: one frozen dataclass per section, and the values
+each choice allows. Loads without TensorFlow: every stage reads it, the report included."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ from pathlib import Path
 
 import yaml
 
-from transfer.backbones import check_backbone
-from transfer.data import HELD_OUT, RESIZE_MODES
-from transfer.engines import ENGINES
+from transfer.applications import check_backbone
+from transfer.paths import PARAMS
 from transfer.runtime import ParamError
 
-PARAMS_FILE = Path("params.yaml")
 # PyYAML reads `1e-05` (how `dvc exp run -S x=0.00001` writes params.yaml) as a string: YAML 1.1
 # floats need a dot. Such strings are taken as the numbers they are.
 FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
 STRATEGIES = ("auto", "mirrored", "multiworker")  # see transfer.distribute
+ENGINES = ("auto", "keras", "openvino")  # see transfer.engines
+HELD_OUT = ("test", "val", "valid", "validation")  # folders beside train/ that can be the test set
+RESIZE_MODES = ("crop", "squash")  # how a non-square image becomes a square (transfer.data)
 
 
 def _require(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -302,7 +304,7 @@ def _build(cls: type, raw: object, prefix: str) -> object:
     return cls(**values)
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
+def load_params(path: Path = PARAMS) -> Params:
     """Read, type-check and validate params.yaml; raise ParamError on the first problem."""
     if not path.is_file():
         raise ParamError(f"{path} not found: run from the project root")

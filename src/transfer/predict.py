@@ -21,15 +21,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from transfer import engines, plots
-from transfer.data import IMAGE_SUFFIXES, RESIZE_MODES, decode_image, load_split
-from transfer.evaluate import EXPORTS
-from transfer.fetch import DESCRIPTION
-from transfer.fetch import OUT as PREPARED
+from transfer import engines
+from transfer.data import IMAGE_SUFFIXES, decode_image, load_split
+from transfer.paper import plots
+from transfer.params import ENGINES, RESIZE_MODES
+from transfer.paths import CLASSES, DATASET, EXPORTS, PREPARED
 from transfer.runtime import UserError, read_json, run_stage
 
 MODEL = EXPORTS[0]
-CLASSES = PREPARED / "classes.json"
 PLOTTED = 12  # images drawn by --plot at most
 CHUNK = 256  # images decoded at a time
 Ranked = list[tuple[str, float]]
@@ -98,14 +97,14 @@ def main(argv: list[str] | None = None) -> None:
                              "data, from dataset.json beside --classes; else crop)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--plot", type=Path, help="write a PNG of the images and predictions")
-    parser.add_argument("--engine", choices=engines.ENGINES, default="auto",
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="what runs the model (default: OpenVINO for many images on a CPU)")
     args = parser.parse_args(argv)
     if args.top < 1:
         raise UserError(f"--top {args.top} is not allowed: an integer >= 1")
     paths = image_paths(args.target)
     model, classes = load_classifier(args.model, args.classes)
-    described = args.classes.parent / DESCRIPTION
+    described = args.classes.parent / DATASET.name
     resize = args.resize or (read_json(described)["resize"] if described.exists() else "crop")
     size, best, shown = model.input_shape[1], [], []
     run = engines.runner(model, engines.choose(args.engine, len(paths)))

@@ -13,14 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from transfer.evaluate import METRICS as EVALUATION
-from transfer.features import METRICS as FEATURES
-from transfer.finetune import LIVE as FINETUNE_LIVE
-from transfer.params import PARAMS_FILE
+from transfer.paths import EVALUATION, FEATURES_METRICS, FINETUNE_LIVE, PARAMS, TRAIN_LIVE
 from transfer.runtime import read_json
-from transfer.train import LIVE as TRAIN_LIVE
 
-METRICS_FILES = (FEATURES, TRAIN_LIVE / "metrics.json", FINETUNE_LIVE / "metrics.json",
+METRICS_FILES = (FEATURES_METRICS, TRAIN_LIVE / "metrics.json", FINETUNE_LIVE / "metrics.json",
                  EVALUATION)
 
 
@@ -76,7 +72,7 @@ def flatten(data: dict, prefix: str = "") -> dict:
 
 def raw_params() -> dict:
     """params.yaml as written, untyped (for showing it, not for running on it)."""
-    return yaml.safe_load(PARAMS_FILE.read_text())
+    return yaml.safe_load(PARAMS.read_text())
 
 
 def current_run() -> dict:

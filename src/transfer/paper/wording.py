@@ -1,8 +1,8 @@
 """The paper's wording: `paper.md.j2` rendered with its filters, numbered tables and citations.
 
 Every sentence of every format of the paper (Markdown, PDF, HTML, dev.to) comes from here;
-`transfer.report` gathers the values, `transfer.typeset` and `transfer.publish` convert the
-Markdown.
+`transfer.paper.report` gathers the values, `transfer.paper.typeset` and `transfer.paper.publish`
+convert the Markdown.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jinja2
 import yaml
 
 from transfer import engines
-from transfer.backbones import family
+from transfer.applications import family
 from transfer.runtime import UserError
 
 

@@ -22,8 +22,8 @@ import markdown
 import yaml
 from markupsafe import Markup
 
+from transfer.paper.typeset import EXTENSIONS
 from transfer.params import ReportParams
-from transfer.typeset import EXTENSIONS
 
 FIGURE_LINK = re.compile(r"(!\[[^\]]*\]\()figures/")
 

@@ -1,10 +1,11 @@
 """Stage `report`: render the run as a journal-style paper, from the files the pipeline wrote.
 
 Writes `report/paper.md` (Markdown, relative image links) and `report/figures/*.png`, and from
-that Markdown: `report/paper.pdf` (typeset with Typst, `transfer.typeset`), `report/paper.html`
-(one standalone file), `report/site/` (a page and its PNG files for a static host or Medium's
-import), `report/devto.md` (dev.to / Hashnode) (`transfer.publish`), and `report/medium.md`
-(tables as images, for editors without Markdown tables). The text comes from the Jinja2
+that Markdown: `report/paper.pdf` (typeset with Typst, `transfer.paper.typeset`),
+`report/paper.html` (one standalone file), `report/site/` (a page and its PNG files for a
+static host or Medium's import), `report/devto.md` (dev.to / Hashnode)
+(`transfer.paper.publish`), and `report/medium.md` (tables as images, for editors without
+Markdown tables). The text comes from the Jinja2
 templates in `report/templates/` and the author's optional `report/notes.md`; every number in
 it is read from the run's outputs, and the same inputs render to the same bytes.
 """
@@ -23,28 +24,42 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from transfer import plots, publish, typeset
-from transfer.backbones import origin
-from transfer.data import CIFAR10_CLASSES, SPLITS, load_split
-from transfer.evaluate import METRICS as EVALUATION
-from transfer.evaluate import PREDICTIONS
-from transfer.experiments import Experiment, experiment_log, flatten, format_value, raw_params
-from transfer.features import METRICS as FEATURES
-from transfer.fetch import DESCRIPTION
-from transfer.fetch import OUT as PREPARED
-from transfer.finetune import LIVE as FINETUNE_LIVE
+from transfer import cifar10
+from transfer.applications import origin
+from transfer.data import SPLITS, load_split
+from transfer.paper import plots, publish, typeset
+from transfer.paper.experiments import (
+    Experiment,
+    experiment_log,
+    flatten,
+    format_value,
+    raw_params,
+)
+from transfer.paper.stats import mcnemar_p, wilson_interval
+from transfer.paper.wording import Table, percent, render
 from transfer.params import Params, load_params
+from transfer.paths import (
+    CLASSES,
+    DATASET,
+    DEVTO,
+    EVALUATION,
+    FEATURES_METRICS,
+    FIGURES,
+    FINETUNE_LIVE,
+    HTML,
+    MEDIUM,
+    NOTES,
+    PAPER,
+    PDF,
+    PREDICTIONS,
+    PREPARED,
+    REPORT,
+    SITE,
+    TEMPLATES,
+    TRAIN_LIVE,
+)
 from transfer.runtime import atomic_path, read_json, run_stage
-from transfer.stats import mcnemar_p, wilson_interval
-from transfer.train import LIVE as TRAIN_LIVE
-from transfer.wording import Table, percent, render
 
-OUT = Path("report")
-TEMPLATES = OUT / "templates"
-NOTES = OUT / "notes.md"
-FIGURES = OUT / "figures"
-PAPER, HTML, MEDIUM = OUT / "paper.md", OUT / "paper.html", OUT / "medium.md"
-PDF, SITE, DEVTO = OUT / "paper.pdf", OUT / "site", OUT / "devto.md"
 LIBRARIES = ("tensorflow", "keras", "numpy", "dvc", "dvclive", "matplotlib", "openvino")
 HYPERPARAMETERS = ("seed", "data.", "model.", "features.", "train.", "finetune.")
 
@@ -100,17 +115,17 @@ def experiments_table(log: list[Experiment], raw: dict, figures: Path) -> Table:
     rows = []
     for e in log:
         changed = "(baseline)" if e.baseline else e.changed_params(baseline, keys) or "none"
-        seconds = e.metric(FEATURES, "seconds")
+        seconds = e.metric(FEATURES_METRICS, "seconds")
         rows.append([e.label, changed,
                      percent(e.metric(TRAIN_LIVE / "metrics.json", "best_val_accuracy")),
                      percent(e.metric(FINETUNE_LIVE / "metrics.json", "best_val_accuracy")),
                      percent(e.metric(EVALUATION, "head.accuracy")),
                      percent(e.metric(EVALUATION, "finetuned.accuracy")),
                      "—" if seconds is None else f"{seconds:.1f}"])
-    plotted = [e for e in log if e.metric(FEATURES, "seconds") is not None
+    plotted = [e for e in log if e.metric(FEATURES_METRICS, "seconds") is not None
                and e.metric(EVALUATION, "finetuned.accuracy") is not None]
     plots.accuracy_vs_compute([e.label for e in plotted],
-                              [e.metric(FEATURES, "seconds") for e in plotted],
+                              [e.metric(FEATURES_METRICS, "seconds") for e in plotted],
                               [e.metric(EVALUATION, "head.accuracy") for e in plotted],
                               [e.metric(EVALUATION, "finetuned.accuracy") for e in plotted],
                               figures / "accuracy-vs-compute.png")
@@ -270,17 +285,17 @@ def provenance(raw: dict) -> dict:
 
 def context(params: Params, figures: Path) -> dict:
     """Everything the templates show, read from the run's outputs; figures drawn on the way."""
-    classes = read_json(PREPARED / "classes.json")
+    classes = read_json(CLASSES)
     with PREDICTIONS.open() as f:
         predictions = list(csv.DictReader(f))
     dataset, raw = dataset_name(params), raw_params()
     values = {
         "p": params, "title": title(params, dataset), "dataset": dataset, "classes": classes,
-        "cifar10": tuple(classes) == CIFAR10_CLASSES, "augmentation": augmentation(params),
+        "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(params),
         "backbone_origin": origin(params.model.backbone),
         "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
-        "prepared": read_json(PREPARED / DESCRIPTION),
-        "features": read_json(FEATURES), "experiments": experiment_log(),
+        "prepared": read_json(DATASET),
+        "features": read_json(FEATURES_METRICS), "experiments": experiment_log(),
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
         **evaluation(params, classes, predictions), **draw_curves(figures),
     }
@@ -325,7 +340,7 @@ def main() -> None:
         texts = {PAPER: paper, MEDIUM: medium,
                  HTML: publish.page(body, title, summary, TEMPLATES, figures, embed=True),
                  DEVTO: publish.devto(paper, title, summary, params.report)}
-        pdf = typeset.pdf(source, OUT, day)
+        pdf = typeset.pdf(source, REPORT, day)
         site = publish.page(body, title, summary, TEMPLATES, figures, embed=False,
                             canonical=params.report.site_url)
         with atomic_path(SITE) as tmp:

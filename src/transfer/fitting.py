@@ -1,0 +1,46 @@
+"""Keras `fit` as both training stages run it: the best validation epoch kept, every epoch logged.
+
+Curves go to DVCLive (the files DVC versions and plots) and to TensorBoard (one view across
+runs, see `runtime.tensorboard_dir`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+
+
+def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
+               patience: int | None, first_epoch: int = 0, baseline: float | None = None,
+               **fit_args) -> dict:
+    """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
+    `live_dir` and to TensorBoard in `tensorboard` (if given), epochs numbered from
+    `first_epoch`; returns the DVCLive summary.
+
+    With a `baseline` validation accuracy, only an epoch that beats it is saved (the caller
+    saved the starting weights in `checkpoint`), and the summary says whether one did
+    (`improved`)."""
+    callbacks = [keras.callbacks.ModelCheckpoint(
+                     checkpoint, monitor="val_accuracy", save_best_only=True,
+                     save_weights_only=str(checkpoint).endswith(".weights.h5"),
+                     initial_value_threshold=baseline)]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(tensorboard))
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        live.step = first_epoch
+        history = model.fit(initial_epoch=first_epoch, verbose=2,
+                            callbacks=[*callbacks, DVCLiveCallback(live=live)], **fit_args)
+        val = history.history["val_accuracy"]
+        best = int(np.argmax(val))
+        live.summary.update(epochs=first_epoch + len(val), best_epoch=first_epoch + best,
+                            best_val_accuracy=float(val[best]),
+                            best_val_loss=float(history.history["val_loss"][best]))
+        if baseline is not None:
+            live.summary["improved"] = bool(val[best] > baseline)
+    return live.summary

@@ -1,0 +1,40 @@
+"""Where every artefact of the pipeline lives, relative to the project root (see dvc.yaml).
+
+Stages read each other's outputs through these names only; they never import each other.
+"""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+# fetch
+PREPARED = Path("data/prepared")  # {train,val,test}_{x,y}.npy: uint8 images, int labels
+CLASSES = PREPARED / "classes.json"
+DATASET = PREPARED / "dataset.json"  # layout, test set, stored size, resize mode
+
+# features
+FEATURES = Path("features")  # {train,val,test}_{x,y}.npy: float16 features, int labels
+EXTRACTOR = Path("models/extractor.keras")
+FEATURES_METRICS = Path("metrics/features.json")
+SHARDS = Path("shards/features")  # `features --shard I/N` outputs, git-ignored
+
+# train
+HEAD = Path("models/head.keras")
+TRAIN_LIVE = Path("dvclive/train")
+
+# finetune
+FINETUNED = Path("models/finetuned.keras")
+FINETUNE_LIVE = Path("dvclive/finetune")
+
+# evaluate
+EXPORTS = (Path("models/model.keras"), Path("models/cifar10.h5"))
+EVALUATION = Path("metrics/evaluate.json")
+PREDICTIONS = Path("eval/predictions.csv")
+
+# report
+REPORT = Path("report")
+TEMPLATES = REPORT / "templates"
+NOTES = REPORT / "notes.md"
+FIGURES = REPORT / "figures"
+PAPER, HTML, MEDIUM = REPORT / "paper.md", REPORT / "paper.html", REPORT / "medium.md"
+PDF, SITE, DEVTO = REPORT / "paper.pdf", REPORT / "site", REPORT / "devto.md"
