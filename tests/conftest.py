@@ -54,11 +54,12 @@ def write_params(workdir: Path, **sections: dict) -> Path:
 def tiny_params(data_path: Path, **overrides: dict) -> dict:
     """Params for a seconds-long run: tiny images, a small random-weight backbone, few epochs."""
     sections = {
-        "data": {"source": "folder", "path": str(data_path), "image_size": 16, "val_split": 0.25},
+        "data": {"source": "folder", "path": str(data_path), "image_size": 16, "val_split": 0.25,
+                 "val_min": 0},
         "model": {"backbone": "MobileNetV2", "input_size": 32, "weights": "none"},
         "features": {"batch_size": 16},
         "train": {"epochs": 2, "batch_size": 16, "patience": 2},
-        "finetune": {"layers": 10, "epochs": 1, "batch_size": 16},
+        "finetune": {"layers": 10, "epochs": 1, "batch_size": 16, "learning_rate": 0.001},
         "evaluate": {"batch_size": 16},
     }
     for name, values in overrides.items():

@@ -86,7 +86,7 @@ def test_section_must_be_a_mapping(workdir):
     ({"train": {"epochs": "ten"}}, "train.epochs='ten'", "an integer"),
     ({"train": {"epochs": True}}, "train.epochs=True", "an integer"),
     ({"train": {"epochs": 2.5}}, "train.epochs=2.5", "an integer"),
-    ({"finetune": {"learning_rate": "fast"}}, "finetune.learning_rate='fast'", "a number"),
+    ({"train": {"learning_rate": "fast"}}, "train.learning_rate='fast'", "a number"),
     ({"finetune": {"learning_rate": False}}, "finetune.learning_rate=False", "a number"),
     ({"model": {"backbone": 3}}, "model.backbone=3", "a string"),
     ({"finetune": {"augment": {"flip": "yes"}}}, "finetune.augment.flip='yes'", "true or false"),
@@ -203,3 +203,31 @@ def test_stage_reports_bad_param_in_one_line(workdir, sections, expected):
     assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
     assert all(part in errors[0] for part in expected), errors[0]
     assert not (workdir / "data").exists()
+
+
+@pytest.mark.parametrize(("sections", "start"), [
+    ({"model": {"input_size": "big"}}, "model.input_size='big'"),
+    ({"model": {"input_size": 16}}, "model.input_size=16"),
+    ({"finetune": {"batch_size": 0}}, "finetune.batch_size=0"),
+    ({"finetune": {"learning_rate": "fast"}}, "finetune.learning_rate='fast'"),
+    ({"finetune": {"augment": {"zoom": 1.5}}}, "finetune.augment.zoom=1.5"),
+    ({"data": {"val_min": -1}}, "data.val_min=-1")])
+def test_auto_params_take_auto_or_an_allowed_value(workdir, sections, start):
+    """A recipe param is `auto` or an explicit value in range; anything else is one line that
+    names the key, the value, `auto` and the range."""
+    message = load_error(workdir, **sections)
+    assert message.startswith(start)
+    if "val_min" not in start:
+        assert "'auto'" in message
+
+
+def test_auto_is_the_default_and_explicit_values_load(workdir):
+    """The recipe params default to `auto`; numbers written in their place load as numbers."""
+    write_params(workdir)
+    p = load_params()
+    assert (p.model.input_size, p.finetune.batch_size, p.finetune.learning_rate) == ("auto",) * 3
+    write_params(workdir, model={"input_size": 128},
+                 finetune={"batch_size": 32, "learning_rate": "1e-04", "augment": {"zoom": 0.2}})
+    p = load_params()
+    assert (p.model.input_size, p.finetune.batch_size, p.finetune.learning_rate,
+            p.finetune.augment.zoom) == (128, 32, 1e-4, 0.2)

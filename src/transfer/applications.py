@@ -38,6 +38,14 @@ FAMILIES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "xception": ("tf", ("Xception",)),
 }
 LITE = "efficientnet_lite"
+# The input size each backbone was trained on (its `default_size`); 224 unless listed.
+NATIVE_SIZES = {
+    **dict(zip([f"EfficientNetB{n}" for n in range(8)], (224, 240, 260, 300, 380, 456, 528, 600))),
+    "EfficientNetLite1": 240, "EfficientNetLite2": 260,
+    "EfficientNetV2B1": 240, "EfficientNetV2B2": 260, "EfficientNetV2B3": 300,
+    "EfficientNetV2S": 384, "EfficientNetV2M": 480, "EfficientNetV2L": 480,
+    "InceptionResNetV2": 299, "InceptionV3": 299, "NASNetLarge": 331, "Xception": 299,
+}
 _FAMILY_OF = {name: fam for fam, (_, names) in FAMILIES.items() for name in names}
 
 
@@ -49,6 +57,11 @@ def backbone_names() -> list[str]:
 def family(backbone: str) -> str:
     """The family of a known backbone, e.g. 'efficientnet' for 'EfficientNetB0'."""
     return _FAMILY_OF[backbone]
+
+
+def native_size(backbone: str) -> int:
+    """The input size a known backbone was trained on (ImageNet)."""
+    return NATIVE_SIZES.get(backbone, 224)
 
 
 def preprocessing(backbone: str) -> str | None:

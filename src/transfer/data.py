@@ -174,9 +174,8 @@ def check_class_sizes(dataset: FolderDataset, need: int, why: str) -> None:
                             f"{why} (need at least {need})")
 
 
-def stored_size(paths: list[Path], input_size: int, sample: int = 500) -> int:
-    """The square size to store images at: the model's input size, or the median shorter side
-    of (an even sample of) the images if smaller, so that nothing is upscaled before the model."""
+def median_side(paths: list[Path], sample: int = 500) -> int | None:
+    """The median shorter side of (an even sample of) the images; None if none decodes."""
     step = max(1, len(paths) // sample)
     sides = []
     for path in paths[::step]:
@@ -185,7 +184,7 @@ def stored_size(paths: list[Path], input_size: int, sample: int = 500) -> int:
                 sides.append(min(image.size))
         except (OSError, ValueError, Image.DecompressionBombError):
             continue  # decoding reports it, or skips it with data.skip_corrupt
-    return int(min(input_size, np.median(sides))) if sides else input_size
+    return int(np.median(sides)) if sides else None
 
 
 def to_rgb_array(image: Image.Image, size: int, resize: str = "crop") -> np.ndarray:
@@ -264,6 +263,26 @@ def stratified_split(labels: np.ndarray, val_split: float,
         val.append(members[:n_val])
         train.append(members[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def top_up(labels: np.ndarray, train: np.ndarray, val: np.ndarray, unused: np.ndarray,
+           minimum: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, val) positions with at least `minimum` validation images per class where
+    the data allows: first from `unused` (images outside `data.fraction`), then moved from
+    `train` as long as half of the class's training images stay."""
+    moved = []
+    for c in np.unique(labels):
+        need = minimum - int(np.sum(labels[val] == c))
+        if need <= 0:
+            continue
+        spare = rng.permutation(unused[labels[unused] == c])[:need]
+        own = train[labels[train] == c]
+        moved.append(np.concatenate([spare, rng.permutation(own)[:min(need - len(spare),
+                                                                         len(own) // 2)]]))
+    if not moved:
+        return train, val
+    moved = np.concatenate(moved).astype(np.int64)
+    return np.setdiff1d(train, moved), np.union1d(val, moved)
 
 
 def write_images(path: Path, count: int, size: int,

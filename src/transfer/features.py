@@ -25,11 +25,12 @@ from transfer import engines, feature_shards
 from transfer.backbones import build_extractor
 from transfer.data import SPLITS, load_split
 from transfer.params import Params, load_params
-from transfer.paths import EXTRACTOR, FEATURES, FEATURES_METRICS, PREPARED, SHARDS
+from transfer.paths import DATASET, EXTRACTOR, FEATURES, FEATURES_METRICS, PREPARED, SHARDS
 from transfer.precision import in_precision
 from transfer.runtime import (
     atomic_path,
     device_description,
+    read_json,
     run_stage,
     save_model,
     seed_everything,
@@ -47,7 +48,8 @@ def extract(params: Params, shard: int, shards: int, out: Path) -> dict:
     m = params.model
     seed_everything(params.seed)
     image_size = load_split(PREPARED, "train")[0].shape[1]
-    extractor = build_extractor(m.backbone, m.weights, m.input_size, image_size, m.cut_layer)
+    input_size = read_json(DATASET)["input_size"]  # model.input_size, resolved by fetch
+    extractor = build_extractor(m.backbone, m.weights, input_size, image_size, m.cut_layer)
     model = in_precision(extractor, params.features.precision)
     model.jit_compile = params.features.jit_compile
     dim, batch_size = extractor.output.shape[-1], params.features.batch_size

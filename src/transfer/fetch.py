@@ -12,22 +12,24 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer import cifar10
+from transfer import cifar10, recipe
+from transfer.applications import native_size
 from transfer.data import (
     check_class_sizes,
     decode_image,
     find_layout,
+    median_side,
     opened_folder,
     scan_folder,
     split_off_test,
-    stored_size,
     stratified_split,
     stratified_subset,
     to_rgb_array,
+    top_up,
     without_corrupt,
     write_images,
 )
-from transfer.params import DataParams, load_params
+from transfer.params import DataParams, ModelParams, load_params
 from transfer.paths import CLASSES, DATASET, PREPARED
 from transfer.runtime import UserError, atomic_path, downloading, run_stage, write_json
 
@@ -43,7 +45,32 @@ def write_split(out: Path, split: str, labels: np.ndarray, size: int, load) -> N
     np.save(out / f"{split}_y.npy", labels.astype(np.int64))
 
 
-def fetch_cifar10(p: DataParams, seed: int, out: Path) -> tuple[list[str], dict]:
+def sizes(p: DataParams, m: ModelParams, side: int | None) -> tuple[int, int]:
+    """The model's input size (`model.input_size`, or the recipe's for images of median
+    shorter side `side`) and the size to store images at: that, or `side` if smaller (nothing
+    is upscaled before the model), unless `data.image_size` says."""
+    input_size = m.input_size
+    if input_size == "auto":
+        input_size = recipe.input_size(m.backbone, side) if side else native_size(m.backbone)
+    return input_size, p.image_size or min(input_size, side or input_size)
+
+
+def training_split(labels: np.ndarray, p: DataParams,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Positions of the training and validation images among `labels`: a stratified
+    `data.fraction`, `data.val_split` of it for validation, topped up to `data.val_min` per
+    class (`data.top_up`); and whether it was topped up."""
+    pool = stratified_subset(labels, p.fraction, rng)
+    train, val = stratified_split(labels[pool], p.val_split, rng)
+    if not p.val_min:
+        return pool[train], pool[val], False
+    unused = np.setdiff1d(np.arange(len(labels)), pool)
+    topped_train, topped_val = top_up(labels, pool[train], pool[val], unused, p.val_min, rng)
+    return topped_train, topped_val, len(topped_val) > len(val)
+
+
+def fetch_cifar10(p: DataParams, m: ModelParams, seed: int,
+                  out: Path) -> tuple[list[str], dict]:
     """Download CIFAR-10 through keras.datasets and write the splits (stored at 32 px unless
     data.image_size says otherwise); the class names and a description of the data."""
     import keras
@@ -54,21 +81,21 @@ def fetch_cifar10(p: DataParams, seed: int, out: Path) -> tuple[list[str], dict]
                      "train/<class>/ and test/<class>/ images"):
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
-    size = p.image_size or 32
-    rng = np.random.default_rng(seed)
-    pool = stratified_subset(y_train, p.fraction, rng)
-    train, val = stratified_split(y_train[pool], p.val_split, rng)
-    for split, x, idx, y in (("train", x_train, pool[train], y_train),
-                             ("val", x_train, pool[val], y_train),
+    input_size, size = sizes(p, m, x_train.shape[1])
+    train, val, topped_up = training_split(y_train, p, np.random.default_rng(seed))
+    for split, x, idx, y in (("train", x_train, train, y_train),
+                             ("val", x_train, val, y_train),
                              ("test", x_test, np.arange(len(y_test)), y_test)):
         write_split(out, split, y[idx], size,
                     lambda i, x=x, idx=idx: to_rgb_array(Image.fromarray(x[idx[i]]), size))
     return list(cifar10.CLASSES), {"layout": "keras.datasets.cifar10",
                                    "test_set": "CIFAR-10's own test set", "image_size": size,
-                                   "resize": p.resize}
+                                   "median_side": x_train.shape[1], "input_size": input_size,
+                                   "resize": p.resize, "val_topped_up": topped_up}
 
 
-def fetch_folder(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[list[str], dict]:
+def fetch_folder(p: DataParams, m: ModelParams, seed: int,
+                 out: Path) -> tuple[list[str], dict]:
     """Read an image-folder dataset (a folder or an archive; see `data.find_layout`) and write
     the splits; the class names and a description of the data."""
     with opened_folder(p.path) as top:
@@ -76,7 +103,8 @@ def fetch_folder(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[
         dataset = scan_folder(layout)
         if dataset.ignored:
             print(f"fetch: ignored {dataset.ignored} non-image file(s) in {p.path}")
-        size = p.image_size or stored_size(dataset.train.paths, input_size)
+        side = median_side(dataset.train.paths)
+        input_size, size = sizes(p, m, side)
         if p.skip_corrupt:
             dataset, dropped = without_corrupt(dataset, size)
             if dropped:
@@ -90,11 +118,9 @@ def fetch_folder(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[
         else:
             check_class_sizes(dataset, 2, f"data.val_split={p.val_split}")
         print(f"fetch: found {layout.describe()}")
-        labels = dataset.train.labels
-        pool = stratified_subset(labels, p.fraction, rng)
-        train, val = stratified_split(labels[pool], p.val_split, rng)
-        for split, source, idx in (("train", dataset.train, pool[train]),
-                                   ("val", dataset.train, pool[val]),
+        train, val, topped_up = training_split(dataset.train.labels, p, rng)
+        for split, source, idx in (("train", dataset.train, train),
+                                   ("val", dataset.train, val),
                                    ("test", dataset.test, np.arange(len(dataset.test.labels)))):
             paths = [source.paths[i] for i in idx]
             write_split(out, split, source.labels[idx], size,
@@ -102,7 +128,8 @@ def fetch_folder(p: DataParams, seed: int, out: Path, input_size: int) -> tuple[
     test_set = (f"the {layout.test.name}/ folder" if layout.test is not None
                 else f"a stratified {p.test_split:.0%} of the images")
     return dataset.classes, {"layout": layout.describe(), "test_set": test_set,
-                             "image_size": size, "resize": p.resize}
+                             "image_size": size, "median_side": side, "input_size": input_size,
+                             "resize": p.resize, "val_topped_up": topped_up}
 
 
 def main() -> None:
@@ -112,14 +139,15 @@ def main() -> None:
     with atomic_path(PREPARED) as tmp:
         tmp.mkdir()
         if p.source == "cifar10":
-            classes, description = fetch_cifar10(p, params.seed, tmp)
+            classes, description = fetch_cifar10(p, params.model, params.seed, tmp)
         else:
-            classes, description = fetch_folder(p, params.seed, tmp, params.model.input_size)
+            classes, description = fetch_folder(p, params.model, params.seed, tmp)
         write_json(tmp / CLASSES.name, classes)
         write_json(tmp / DATASET.name, description)
         counts = {s: int(len(np.load(tmp / f"{s}_y.npy"))) for s in ("train", "val", "test")}
-    print(f"fetch: {len(classes)} classes, {counts} images of {description['image_size']}px "
-          f"({description['resize']}), test set: {description['test_set']} -> {PREPARED}",
+    d = description
+    print(f"fetch: {len(classes)} classes, {counts} images of {d['image_size']}px ({d['resize']}) "
+          f"for a {d['input_size']}px model, test set: {d['test_set']} -> {PREPARED}",
           file=sys.stderr)
 
 

@@ -17,13 +17,14 @@ Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from transfer import distribute
+from transfer import distribute, recipe
 from transfer.activation_cache import Split, on_activations
 from transfer.backbones import backbone_layers, unfreeze_top
 from transfer.batches import Batches
@@ -103,15 +104,23 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
                              first_epoch=first_epoch, baseline=head_val_accuracy,
                              x=distribute.as_dataset(train_batches),
                              validation_data=distribute.as_dataset(val_batches),
-                             epochs=first_epoch + p.epochs)
+                             epochs=first_epoch + p.epochs, record=recipe_record(p))
         model.load_weights(best)
     return summary
+
+
+def recipe_record(p: FinetuneParams) -> dict:
+    """The values the recipe gave `auto` params, for the summary and the paper."""
+    return {"batch_size": p.batch_size, "learning_rate": p.learning_rate,
+            "augment": {"rotation": p.augment.rotation, "zoom": p.augment.zoom}}
 
 
 def main() -> None:
     """Fine-tune from the saved extractor and head; save the full model of the best epoch."""
     params = load_params()
-    p = params.finetune
+    x_train = load_split(PREPARED, "train")[0]
+    p = recipe.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
+    params = dataclasses.replace(params, finetune=p)
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
     head_summary = read_json(TRAIN_LIVE / "metrics.json")

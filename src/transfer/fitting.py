@@ -16,14 +16,14 @@ from dvclive.keras import DVCLiveCallback
 
 def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
                patience: int | None, first_epoch: int = 0, baseline: float | None = None,
-               **fit_args) -> dict:
+               record: dict | None = None, **fit_args) -> dict:
     """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
     `live_dir` and to TensorBoard in `tensorboard` (if given), epochs numbered from
     `first_epoch`; returns the DVCLive summary.
 
     With a `baseline` validation accuracy, only an epoch that beats it is saved (the caller
     saved the starting weights in `checkpoint`), and the summary says whether one did
-    (`improved`)."""
+    (`improved`). `record` is added to the summary as it is."""
     callbacks = [keras.callbacks.ModelCheckpoint(
                      checkpoint, monitor="val_accuracy", save_best_only=True,
                      save_weights_only=str(checkpoint).endswith(".weights.h5"),
@@ -43,4 +43,5 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
                             best_val_loss=float(history.history["val_loss"][best]))
         if baseline is not None:
             live.summary["improved"] = bool(val[best] > baseline)
+        live.summary.update(record or {})
     return live.summary

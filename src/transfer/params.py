@@ -8,8 +8,10 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,6 +46,12 @@ def _check_engine(section: str, engine: str) -> None:
     _require(engine in ENGINES, f"{section}.engine", engine, " | ".join(ENGINES))
 
 
+def _auto_or(value: object, ok: Callable[[Any], bool], key: str, allowed: str) -> None:
+    """Raise a ParamError unless `value` is 'auto' or an explicit value for which `ok` holds."""
+    _require(value == "auto" or not isinstance(value, str) and ok(value), key, value,
+             f"'auto' (transfer.recipe) or {allowed}")
+
+
 def _check_strategy(section: str, strategy: str) -> None:
     """Raise a ParamError unless `strategy` is one of the distribution strategies offered."""
     _require(strategy in STRATEGIES, f"{section}.strategy", strategy, " | ".join(STRATEGIES))
@@ -61,6 +69,7 @@ class DataParams:
     resize: str = "crop"
     fraction: float = 1.0
     val_split: float = 0.1
+    val_min: int = 20
     skip_corrupt: bool = False
 
     def check(self) -> None:
@@ -81,6 +90,8 @@ class DataParams:
                  " | ".join(RESIZE_MODES))
         _require(0 < self.fraction <= 1, "data.fraction", self.fraction, "a number in (0, 1]")
         _require(0 < self.val_split < 1, "data.val_split", self.val_split, "a number in (0, 1)")
+        _require(self.val_min >= 0, "data.val_min", self.val_min,
+                 "an integer >= 0 (validation images per class at least; 0: no minimum)")
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ class ModelParams:
     """`model`: the Keras application used as the frozen base."""
 
     backbone: str = "EfficientNetLite0"
-    input_size: int = 96
+    input_size: int | str = "auto"
     weights: str = "imagenet"
     cut_layer: str | None = None
 
@@ -96,8 +107,8 @@ class ModelParams:
         """Validate the backbone name, input size and weights (the cut layer is checked when the
         base is built, at the start of `features`)."""
         check_backbone(self.backbone)
-        _require(32 <= self.input_size <= 1024, "model.input_size", self.input_size,
-                 "an integer in [32, 1024]")
+        _auto_or(self.input_size, lambda v: isinstance(v, int) and 32 <= v <= 1024,
+                 "model.input_size", "an integer in [32, 1024]")
         _require(self.weights in ("imagenet", "none") or Path(self.weights).is_file(),
                  "model.weights", self.weights, "'imagenet', 'none' or an existing weights file")
 
@@ -123,7 +134,7 @@ class TrainParams:
     """`train`: the classification head fitted on cached features."""
 
     epochs: int = 20
-    batch_size: int = 256
+    batch_size: int | str = "auto"
     learning_rate: float = 1e-3
     dropout: float = 0.2
     hidden_units: int = 0
@@ -133,7 +144,8 @@ class TrainParams:
     def check(self) -> None:
         """Validate counts and rates."""
         _require(self.epochs >= 1, "train.epochs", self.epochs, "an integer >= 1")
-        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        _auto_or(self.batch_size, lambda v: isinstance(v, int) and v >= 1, "train.batch_size",
+                 "an integer >= 1")
         _require(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "a number > 0")
         _require(0 <= self.dropout < 1, "train.dropout", self.dropout, "a number in [0, 1)")
         _require(self.hidden_units >= 0, "train.hidden_units", self.hidden_units,
@@ -147,15 +159,17 @@ class AugmentParams:
     """`finetune.augment`: Keras preprocessing layers applied while fine-tuning."""
 
     flip: bool = True
-    rotation: float = 0.0
-    zoom: float = 0.0
+    rotation: float | str = "auto"
+    zoom: float | str = "auto"
     translation: float = 0.0
 
     def check(self) -> None:
         """Validate the augmentation factors."""
-        for name in ("rotation", "zoom", "translation"):
+        for name in ("rotation", "zoom"):
             value = getattr(self, name)
-            _require(0 <= value < 1, f"finetune.augment.{name}", value, "a number in [0, 1)")
+            _auto_or(value, lambda v: 0 <= v < 1, f"finetune.augment.{name}", "a number in [0, 1)")
+        _require(0 <= self.translation < 1, "finetune.augment.translation", self.translation,
+                 "a number in [0, 1)")
 
     @property
     def flip_only(self) -> bool:
@@ -169,8 +183,8 @@ class FinetuneParams:
 
     layers: int | str = "all"
     epochs: int = 5
-    batch_size: int = 128
-    learning_rate: float = 1e-3
+    batch_size: int | str = "auto"
+    learning_rate: float | str = "auto"
     weight_decay: float = 0.05
     warmup: float = 0.05
     precision: str = "float32"
@@ -183,9 +197,9 @@ class FinetuneParams:
         _require(self.layers == "all" or isinstance(self.layers, int) and self.layers >= 0,
                  "finetune.layers", self.layers, "'all' or an integer >= 0 (0: skip)")
         _require(self.epochs >= 0, "finetune.epochs", self.epochs, "an integer >= 0")
-        _require(self.batch_size >= 1, "finetune.batch_size", self.batch_size, "an integer >= 1")
-        _require(self.learning_rate > 0, "finetune.learning_rate", self.learning_rate,
-                 "a number > 0")
+        _auto_or(self.batch_size, lambda v: isinstance(v, int) and v >= 1, "finetune.batch_size",
+                 "an integer >= 1")
+        _auto_or(self.learning_rate, lambda v: v > 0, "finetune.learning_rate", "a number > 0")
         _require(self.weight_decay >= 0, "finetune.weight_decay", self.weight_decay,
                  "a number >= 0")
         _require(0 <= self.warmup < 1, "finetune.warmup", self.warmup, "a number in [0, 1)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from transfer import distribute
+from transfer import distribute, recipe
 from transfer.fitting import fit_logged
 from transfer.heads import build_head
 from transfer.params import load_params
@@ -27,11 +27,11 @@ def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     """Train the head on features/ and save the best epoch as models/head.keras."""
     params = load_params()
-    p = params.train
+    x_train, y_train = load_features("train")
+    p = recipe.resolved_train(params.train, len(y_train))
     strategy = distribute.strategy(p.strategy, "train.strategy")
     seed_everything(params.seed)
     classes = read_json(CLASSES)
-    x_train, y_train = load_features("train")
     with strategy.scope():
         head = build_head(x_train.shape[1], len(classes), p)
         head.compile(keras.optimizers.Adam(p.learning_rate),
@@ -41,7 +41,8 @@ def main() -> None:
         summary = fit_logged(head, root / TRAIN_LIVE, tensorboard, checkpoint, p.patience,
                              x=x_train, y=y_train, validation_data=load_features("val"),
                              epochs=p.epochs,
-                             batch_size=distribute.global_batch(strategy, p.batch_size))
+                             batch_size=distribute.global_batch(strategy, p.batch_size),
+                             record={"batch_size": p.batch_size})
         pin_keras_archive(checkpoint)
     print(f"train: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']} of "

@@ -13,6 +13,7 @@ it is read from the run's outputs, and the same inputs render to the same bytes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import platform
 import re
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from transfer import cifar10
+from transfer import cifar10, recipe
 from transfer.applications import origin
 from transfer.data import SPLITS, load_split
 from transfer.paper import plots, publish, typeset
@@ -145,6 +146,14 @@ def title(params: Params, dataset: str) -> str:
         return f"{backbone} on {dataset} with random weights: a pipeline check"
     source = "ImageNet" if params.model.weights == "imagenet" else "pretrained weights"
     return f"Transfer learning from {source} to {dataset} with {backbone}"
+
+
+def as_run(params: Params, prepared: dict, n_train: int) -> Params:
+    """`params` with each `auto` replaced by what the recipe made of it in this run."""
+    model = dataclasses.replace(params.model, input_size=prepared["input_size"])
+    return dataclasses.replace(
+        params, model=model, train=recipe.resolved_train(params.train, n_train),
+        finetune=recipe.resolved_finetune(params.finetune, n_train, prepared["image_size"]))
 
 
 def augmentation(params: Params) -> str:
@@ -289,12 +298,18 @@ def context(params: Params, figures: Path) -> dict:
     with PREDICTIONS.open() as f:
         predictions = list(csv.DictReader(f))
     dataset, raw = dataset_name(params), raw_params()
+    prepared = read_json(DATASET)
+    counts = {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}
+    run = as_run(params, prepared, counts["train"])
     values = {
-        "p": params, "title": title(params, dataset), "dataset": dataset, "classes": classes,
-        "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(params),
+        "p": run, "auto": {"input_size": params.model.input_size == "auto",
+                           "finetune": "auto" in (params.finetune.batch_size,
+                                                  params.finetune.learning_rate),
+                           "photo": recipe.is_photo(prepared["image_size"])},
+        "title": title(params, dataset), "dataset": dataset, "classes": classes,
+        "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(run),
         "backbone_origin": origin(params.model.backbone),
-        "counts": {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS},
-        "prepared": read_json(DATASET),
+        "counts": counts, "prepared": prepared,
         "features": read_json(FEATURES_METRICS), "experiments": experiment_log(),
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
         **evaluation(params, classes, predictions), **draw_curves(figures),

@@ -1,0 +1,125 @@
+"""Old defaults against the recipe's rules on a photo dataset, at several shares of its data.
+
+    python bench/photos.py DATASET [--fractions 0.01 0.1 1] [--out bench/photos-NAME.md]
+
+DATASET is an image folder or archive (`train/<class>/` beside `test/<class>/`). For each share
+of the training data, both recipes run the pipeline from `fetch` to `evaluate` in a workspace of
+their own under a temporary folder: "old" is the CIFAR-10-tuned defaults before `auto` (96 px,
+head batch 256, fine-tuning batch 128 at 1e-3, flips only, 10% of the share for validation),
+"new" is every default of params.yaml. Choices inside a run are made on its validation
+split; the test set gives the table's numbers, each with its Wilson 95% interval. Writes a
+Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from transfer.paper.stats import wilson_interval  # noqa: E402
+
+STAGES = ("fetch", "features", "train", "finetune", "evaluate")
+OLD = {"model": {"input_size": 96}, "data": {"val_min": 0}, "train": {"batch_size": 256},
+       "finetune": {"batch_size": 128, "learning_rate": 0.001,
+                    "augment": {"rotation": 0.0, "zoom": 0.0}}}
+
+
+def params_for(dataset: Path, fraction: float, recipe: str) -> dict:
+    """The project's params.yaml for `dataset` at `fraction`, with the old values if asked."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(source="folder", path=str(dataset), fraction=fraction)
+    for section, values in (OLD if recipe == "old" else {}).items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                params[section][key].update(value)
+            else:
+                params[section][key] = value
+    return params
+
+
+def run(work: Path, dataset: Path, fraction: float, recipe: str) -> dict:
+    """Run the stages in `work`; what the table shows."""
+    work.mkdir(parents=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params_for(dataset, fraction, recipe)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start, peaks = time.perf_counter(), {}
+    for stage in STAGES:
+        out = subprocess.run([sys.executable, "-m", f"transfer.{stage}"], cwd=work, env=env,
+                             capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"{recipe} {fraction}: {stage} failed:\n{out.stderr[-3000:]}")
+        peaks[stage] = float(re.search(r"peak memory ([\d.]+) GB", out.stderr)[1])
+    seconds = time.perf_counter() - start
+    read = lambda path: json.loads((work / path).read_text())  # noqa: E731
+    evaluation, head, tuned = (read("metrics/evaluate.json"), read("dvclive/train/metrics.json"),
+                               read("dvclive/finetune/metrics.json"))
+    dataset_json = read("data/prepared/dataset.json")
+    counts = {split: len(np.load(work / f"data/prepared/{split}_y.npy"))
+              for split in ("train", "val")}
+    return {"fraction": fraction, "recipe": recipe, "seconds": seconds, **counts,
+            "fetch_gb": peaks["fetch"], "peak_gb": max(peaks.values()),
+            "input_size": dataset_json.get("input_size", 96),
+            "batch": tuned.get("batch_size", 128), "rate": tuned.get("learning_rate", 0.001),
+            "val_head": head["best_val_accuracy"], "val_tuned": tuned["best_val_accuracy"],
+            "kept_head": not tuned["improved"],
+            **{model: (evaluation[model]["correct"], evaluation[model]["count"])
+               for model in ("head", "finetuned")}}
+
+
+def cell(correct: int, count: int) -> str:
+    """Accuracy with its Wilson interval."""
+    low, high = wilson_interval(correct, count)
+    return f"{100 * correct / count:.1f}% ({100 * low:.1f}–{100 * high:.1f})"
+
+
+def table(rows: list[dict]) -> str:
+    """The Markdown table of every run."""
+    lines = ["| data | train / val images | recipe | input, batch, lr | val. head / fine-tuned "
+             "| test head (95% CI) | test fine-tuned (95% CI) | wall time | peak memory: fetch, "
+             "any stage |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kept = " (head kept)" if r["kept_head"] else ""
+        lines.append(
+            f"| {r['fraction']:.0%} | {r['train']:,} / {r['val']:,} | {r['recipe']} | "
+            f"{r['input_size']} px, {r['batch']}, {r['rate']:g} | {100 * r['val_head']:.1f}% / "
+            f"{100 * r['val_tuned']:.1f}% | {cell(*r['head'])} | {cell(*r['finetuned'])}{kept} | "
+            f"{r['seconds']:.0f} s | {r['fetch_gb']:.2f}, {r['peak_gb']:.2f} GB |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run both recipes at each fraction and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    dataset = args.dataset.resolve()
+    name = dataset.name.split(".")[0]
+    out = args.out or ROOT / "bench" / f"photos-{name}.md"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="photos-bench-") as tmp:
+        for fraction in args.fractions:
+            for recipe in ("old", "new"):
+                rows.append(run(Path(tmp) / f"{recipe}-{fraction}", dataset, fraction, recipe))
+                print(table(rows).splitlines()[-1], flush=True)
+    out.write_text(f"# Old defaults against the recipe on {name}\n\n`python bench/photos.py "
+                   f"{args.dataset}` on {os.cpu_count()} cores.\n\n{table(rows)}\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

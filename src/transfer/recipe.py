@@ -1,0 +1,74 @@
+"""The recipe's rules: what each `auto` param becomes for the data at hand.
+
+The defaults were tuned on CIFAR-10 (32 px thumbnails, 45,000 training images) and fail on
+photos and on small datasets (bench/tuning.md, "Photos"). Each rule below gives CIFAR-10 its
+tuned value and scales to the data; an explicit value in params.yaml always wins.
+
+- Input size: photos at the size the backbone was trained on; thumbnails upscaled THUMBNAIL_SCALE
+  times (CIFAR-10's 32 px -> 96 px, chosen on validation), never above the native size.
+- Batches: enough steps per epoch on a small dataset (at least STEPS_PER_EPOCH when the batch
+  can shrink to MIN_BATCH), at most HEAD_BATCH for the head and BATCH for fine-tuning, whose
+  learning rate follows the batch linearly (Goyal et al., 2017) from BASE_LEARNING_RATE at BATCH.
+- Augmentation: photos also get random rotation and zoom (PHOTO_AUGMENT); thumbnails flips only.
+- Validation: at least `data.val_min` images per class (see `transfer.data.top_up`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from transfer.applications import native_size
+from transfer.params import FinetuneParams, TrainParams
+
+THUMBNAIL_SCALE = 3
+THUMBNAIL_MAX = 64  # stored sides up to this are thumbnails, larger ones photos
+BATCH, HEAD_BATCH, MIN_BATCH, STEPS_PER_EPOCH = 128, 256, 16, 50
+BASE_LEARNING_RATE = 1e-3  # AdamW's peak at BATCH, the whole base fine-tuned (CIFAR-10)
+PHOTO_AUGMENT = 0.1  # rotation (share of a full turn) and zoom for photos
+
+
+def input_size(backbone: str, image_side: int) -> int:
+    """The model's input size for images whose (median) shorter side is `image_side`."""
+    return min(native_size(backbone), THUMBNAIL_SCALE * image_side)
+
+
+def is_photo(image_side: int) -> bool:
+    """True for images larger than thumbnails."""
+    return image_side > THUMBNAIL_MAX
+
+
+def batch_size(n_train: int, largest: int = BATCH) -> int:
+    """The batch: `largest`, halved (down to MIN_BATCH) until `n_train` images make
+    STEPS_PER_EPOCH steps."""
+    batch = largest
+    while batch > MIN_BATCH and n_train < batch * STEPS_PER_EPOCH:
+        batch //= 2
+    return batch
+
+
+def learning_rate(batch: int) -> float:
+    """The fine-tuning learning rate for a batch of `batch` images (linear scaling)."""
+    return BASE_LEARNING_RATE * batch / BATCH
+
+
+def augment_factor(image_side: int) -> float:
+    """Random rotation and zoom for fine-tuning: PHOTO_AUGMENT for photos, none for thumbnails."""
+    return PHOTO_AUGMENT if is_photo(image_side) else 0.0
+
+
+def resolved_train(p: TrainParams, n_train: int) -> TrainParams:
+    """`p` with an `auto` batch size replaced by the rule's for `n_train` training images."""
+    return p if p.batch_size != "auto" else dataclasses.replace(
+        p, batch_size=batch_size(n_train, HEAD_BATCH))
+
+
+def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> FinetuneParams:
+    """`p` with each `auto` replaced by the rule's value for `n_train` training images stored
+    at `image_side` pixels."""
+    batch = batch_size(n_train) if p.batch_size == "auto" else p.batch_size
+    factor = augment_factor(image_side)
+    augment = dataclasses.replace(p.augment, **{
+        name: factor for name in ("rotation", "zoom") if getattr(p.augment, name) == "auto"})
+    return dataclasses.replace(
+        p, batch_size=batch, augment=augment,
+        learning_rate=learning_rate(batch) if p.learning_rate == "auto" else p.learning_rate)
