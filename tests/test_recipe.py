@@ -4,11 +4,12 @@ explicit params winning."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_image_folder, tiny_params, write_params
+from conftest import ROOT, make_image_folder, run_stages, tiny_params, write_params
 from PIL import Image
 
 from transfer import fetch, recipe
@@ -118,3 +119,25 @@ def test_the_head_gets_enough_steps(n_train, batch):
     an explicit batch size wins."""
     assert recipe.resolved_train(TrainParams(), n_train).batch_size == batch
     assert recipe.resolved_train(TrainParams(batch_size=64), n_train).batch_size == 64
+
+
+def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):
+    """A run with the recipe's params left `auto` (16 px images: a 48 px input) writes the
+    input size, the batch sizes, the learning rate and the validation minimum it used into
+    Methods, and its hyper-parameter table shows `auto` as params.yaml says."""
+    params = tiny_params(tiny_folder, data={"val_min": 4}, model={"input_size": "auto"},
+                         train={"batch_size": "auto"},
+                         finetune={"batch_size": "auto", "learning_rate": "auto"})
+    write_params(workdir, **params)
+    shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
+    run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
+    paper = (workdir / "report/paper.md").read_text()
+    methods = paper.split("## Materials and Methods")[1].split("## Results")[0]
+    assert "resized to 48×48 inside the model" in methods
+    assert "images of median shorter side 16 px: three times that side" in methods
+    assert "topped up to 4 images per class" in methods
+    assert "batch size 16, which with the peak learning rate follows the recipe's rule" in methods
+    assert "rose linearly from 0 to 0.000125" in methods
+    assert "(learning rate 0.001, batch size 16)" in methods  # the head
+    assert "| model.input_size | `auto` |" in paper
+    assert read_json(Path("dvclive/finetune/metrics.json"))["batch_size"] == 16

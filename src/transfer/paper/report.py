@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from transfer import cifar10, recipe
-from transfer.applications import origin
+from transfer.applications import native_size, origin
 from transfer.data import SPLITS, load_split
 from transfer.paper import plots, publish, typeset
 from transfer.paper.experiments import (
@@ -305,7 +305,7 @@ def context(params: Params, figures: Path) -> dict:
         "p": run, "auto": {"input_size": params.model.input_size == "auto",
                            "finetune": "auto" in (params.finetune.batch_size,
                                                   params.finetune.learning_rate),
-                           "photo": recipe.is_photo(prepared["image_size"])},
+                           "native": native_size(params.model.backbone)},
         "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(run),
         "backbone_origin": origin(params.model.backbone),
