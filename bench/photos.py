@@ -62,10 +62,10 @@ def run(work: Path, dataset: Path, fraction: float, recipe: str) -> dict:
             sys.exit(f"{recipe} {fraction}: {stage} failed:\n{out.stderr[-3000:]}")
         peaks[stage] = float(re.search(r"peak memory ([\d.]+) GB", out.stderr)[1])
     seconds = time.perf_counter() - start
-    read = lambda path: json.loads((work / path).read_text())  # noqa: E731
-    evaluation, head, tuned = (read("metrics/evaluate.json"), read("dvclive/train/metrics.json"),
-                               read("dvclive/finetune/metrics.json"))
-    dataset_json = read("data/prepared/dataset.json")
+    evaluation, head, tuned, dataset_json = (
+        json.loads((work / path).read_text()) for path in (
+            "metrics/evaluate.json", "dvclive/train/metrics.json",
+            "dvclive/finetune/metrics.json", "data/prepared/dataset.json"))
     counts = {split: len(np.load(work / f"data/prepared/{split}_y.npy"))
               for split in ("train", "val")}
     return {"fraction": fraction, "recipe": recipe, "seconds": seconds, **counts,

@@ -95,6 +95,7 @@ def test_cifar10_keeps_its_tuned_recipe():
     """32 px images, 45,000 of them: 96 px input, batch 128, learning rate 1e-3, flips only,
     exactly the explicit values validation chose for CIFAR-10."""
     assert recipe.input_size("EfficientNetLite0", 32) == 96
+    assert recipe.input_size("EfficientNetLite0", 8) == 32  # the smallest input allowed
     tuned = FinetuneParams(batch_size=128, learning_rate=1e-3,
                            augment=AugmentParams(rotation=0.0, zoom=0.0))
     assert recipe.resolved_finetune(FinetuneParams(), 45_000, 32) == tuned

@@ -20,7 +20,7 @@ import dataclasses
 from transfer.applications import native_size
 from transfer.params import FinetuneParams, TrainParams
 
-THUMBNAIL_SCALE = 3
+THUMBNAIL_SCALE, MIN_INPUT = 3, 32
 THUMBNAIL_MAX = 64  # stored sides up to this are thumbnails, larger ones photos
 BATCH, HEAD_BATCH, MIN_BATCH, STEPS_PER_EPOCH = 128, 256, 16, 50
 BASE_LEARNING_RATE = 1e-3  # AdamW's peak at BATCH, the whole base fine-tuned (CIFAR-10)
@@ -28,8 +28,9 @@ PHOTO_AUGMENT = 0.1  # rotation (share of a full turn) and zoom for photos
 
 
 def input_size(backbone: str, image_side: int) -> int:
-    """The model's input size for images whose (median) shorter side is `image_side`."""
-    return min(native_size(backbone), THUMBNAIL_SCALE * image_side)
+    """The model's input size for images whose (median) shorter side is `image_side`: at least
+    MIN_INPUT (what `model.input_size` allows)."""
+    return min(native_size(backbone), max(MIN_INPUT, THUMBNAIL_SCALE * image_side))
 
 
 def is_photo(image_side: int) -> bool:
