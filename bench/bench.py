@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -318,16 +319,19 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
     import keras
     import tensorflow as tf
 
-    from transfer import finetune
+    from transfer import finetune, recipe
+    from transfer.activation_cache import on_activations
     from transfer.backbones import unfreeze_top
     from transfer.data import load_split
     from transfer.distribute import as_dataset
     from transfer.params import load_params
 
-    with contextlib.chdir(repo):
-        params = load_params()
     train, val = load_split(repo / "data/prepared", "train"), load_split(repo / "data/prepared",
                                                                          "val")
+    with contextlib.chdir(repo):
+        params = load_params()
+    params = dataclasses.replace(params, finetune=recipe.resolved_finetune(
+        params.finetune, len(train[1]), train[0].shape[1]))  # as the stage resolves `auto`
     seconds, one_device = [], tf.distribute.get_strategy()
     for path in ("activations", "images"):
         extractor = keras.models.load_model(repo / "models/extractor.keras")
@@ -336,7 +340,7 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             if path == "activations":
-                model, batches, val_batches = finetune.on_activations(
+                model, batches, val_batches = on_activations(
                     extractor, head, top[0], train, val, params, one_device, Path(tmp))
                 seconds.append(time.perf_counter() - start)
                 start = time.perf_counter()
