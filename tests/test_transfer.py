@@ -43,6 +43,7 @@ def run(workdir, folder, weights: str) -> dict:
                            "val_split": 0.2},
                      model={"backbone": "EfficientNetLite0", "input_size": 64,
                             "weights": weights},
+                     train={"batch_size": 256},  # as measured below (not the recipe's auto)
                      finetune={"layers": "all", "epochs": 2, "batch_size": 32,
                                "learning_rate": 3e-4})
         run_stages("fetch", "features", "train", "finetune", "evaluate")
