@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from transfer import cifar10, recipe
-from transfer.applications import native_size
 from transfer.data import (
     check_class_sizes,
     decode_image,
@@ -49,9 +48,7 @@ def sizes(p: DataParams, m: ModelParams, side: int | None) -> tuple[int, int]:
     """The model's input size (`model.input_size`, or the recipe's for images of median
     shorter side `side`) and the size to store images at: that, or `side` if smaller (nothing
     is upscaled before the model), unless `data.image_size` says."""
-    input_size = m.input_size
-    if input_size == "auto":
-        input_size = recipe.input_size(m.backbone, side) if side else native_size(m.backbone)
+    input_size = recipe.input_size(m.backbone, side) if m.input_size == "auto" else m.input_size
     return input_size, p.image_size or min(input_size, side or input_size)
 
 

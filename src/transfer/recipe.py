@@ -27,9 +27,11 @@ BASE_LEARNING_RATE = 1e-3  # AdamW's peak at BATCH, the whole base fine-tuned (C
 PHOTO_AUGMENT = 0.1  # rotation (share of a full turn) and zoom for photos
 
 
-def input_size(backbone: str, image_side: int) -> int:
-    """The model's input size for images whose (median) shorter side is `image_side`: at least
-    MIN_INPUT (what `model.input_size` allows)."""
+def input_size(backbone: str, image_side: int | None) -> int:
+    """The model's input size for images whose (median) shorter side is `image_side` (None:
+    unknown, the native size): at least MIN_INPUT (what `model.input_size` allows)."""
+    if image_side is None:
+        return native_size(backbone)
     return min(native_size(backbone), max(MIN_INPUT, THUMBNAIL_SCALE * image_side))
 
 
