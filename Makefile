@@ -4,8 +4,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# One pytest worker per core, each given whole test files (so a module's fixtures run once).
-PYTEST := $(BIN)/pytest -n auto --dist loadfile
+# One pytest worker per core, each given whole test files (so a module's fixtures run once),
+# the longest files first (tests/conftest.py, LONGEST_FIRST).
+PYTEST := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
 .PHONY: venv repro test test-fast lint bench clean
 
