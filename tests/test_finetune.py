@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from conftest import run_stages, tiny_params, write_params
 
+from transfer import resolution
 from transfer.activation_cache import DiskRows
 from transfer.backbones import backbone_layers
 from transfer.batches import Batches
+from transfer.finetune import loss
+from transfer.fitting import EPOCH_MODELS
 from transfer.runtime import read_json
 
 
@@ -93,3 +96,51 @@ def test_cached_batches_read_every_sample_once_and_flip_about_half(tmp_path):
         np.testing.assert_array_equal(np.abs(values), rows[labels])
         assert 60 < (values.reshape(200, -1)[:, 1] < 0).sum() < 140
         batches.on_epoch_end()
+
+
+def test_resolution_schedule_and_batches_follow_it(tmp_path):
+    """Sizes grow linearly to the model's own; Batches resize each epoch to its size, as
+    keras.layers.Resizing does; validation stays at the model's size."""
+    assert resolution.schedule(64, 96, 5) == [64, 72, 80, 88, 96]
+    assert resolution.schedule(64, 128, 1) == [128]
+    x = np.random.default_rng(0).uniform(0, 255, (10, 16, 16, 3)).astype(np.float32)
+    batches = Batches(x, np.arange(10), 4, seed=0, sizes=[24, 32])
+    sides = []
+    for _ in range(3):
+        sides.append({batches[i][0].shape[1] for i in range(len(batches))})
+        batches.on_epoch_end()
+    assert sides == [{24}, {32}, {32}]
+    first, _ = Batches(x, np.arange(10), 10, seed=0, shuffle=False, sizes=[32])[0]
+    np.testing.assert_allclose(first, keras.layers.Resizing(32, 32)(x), atol=1e-4)
+
+
+def test_smoothed_loss_is_crossentropy_against_smoothed_labels():
+    """Label smoothing s: the target is (1 - s) one-hot + s / classes."""
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], dtype=np.float32)
+    labels = np.array([0, 1])
+    target = 0.9 * np.eye(3)[labels] + 0.1 / 3
+    expected = -(target * np.log(probs)).sum(axis=1).mean()
+    assert np.mean(loss(3, 0.1)(labels, probs)) == pytest.approx(expected, rel=1e-5)
+    assert np.mean(loss(3, 0.0)(labels, probs)) == pytest.approx(
+        -np.log(probs[[0, 1], labels]).mean(), rel=1e-5)
+
+
+def test_progressive_resizing_end_to_end_with_every_epoch_kept(workdir, tiny_folder,
+                                                               monkeypatch):
+    """With finetune.start_size the stage trains on growing sizes and saves a model that
+    resizes to model.input_size; TRANSFER_EPOCH_MODELS keeps each fine-tuning epoch's model,
+    which takes images of any size."""
+    monkeypatch.setenv(EPOCH_MODELS, str(workdir / "epochs"))
+    write_params(workdir, **tiny_params(
+        tiny_folder, model={"input_size": 48},
+        finetune={"layers": "all", "epochs": 2, "start_size": 32, "label_smoothing": 0.1}))
+    run_stages("fetch", "features", "train", "finetune")
+    final = keras.models.load_model("models/finetuned.keras")
+    assert final.input.shape[1:] == (16, 16, 3)
+    assert resolution.input_size(final) == 48
+    kept = sorted(p.name for p in (workdir / "epochs/finetune").iterdir())
+    first = read_json("dvclive/train/metrics.json")["epochs"]
+    assert kept == [f"epoch-{first + 1:02d}.keras", f"epoch-{first + 2:02d}.keras"]
+    epoch = keras.models.load_model(workdir / "epochs/finetune" / kept[-1], compile=False)
+    assert epoch.input.shape[1:3] == (None, None)
+    assert (workdir / "epochs/train").is_dir()

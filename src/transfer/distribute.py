@@ -56,7 +56,8 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
     """`batches` as a tf.data pipeline of the same batches, in the PyDataset's own order.
 
     tf.distribute splits each batch of such a pipeline between the replicas, so any number of
-    them trains on the same global batches. (Given the PyDataset itself, it deals whole batches
+    them trains on the same global batches. Batches whose size changes by epoch (`sizes`) leave
+    the image sides unknown. (Given the PyDataset itself, it deals whole batches
     out to the replicas, and `fit` reshuffles the batch order on one device.)
     """
     def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -66,7 +67,9 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
         batches.on_epoch_end()
 
     x, y = batches[0]
-    signature = (tf.TensorSpec((None, *x.shape[1:]), x.dtype), tf.TensorSpec((None,), y.dtype))
+    sides = (None,) * (x.ndim - 2) if getattr(batches, "sizes", None) else x.shape[1:-1]
+    signature = (tf.TensorSpec((None, *sides, x.shape[-1]), x.dtype),
+                 tf.TensorSpec((None,), y.dtype))
     return (tf.data.Dataset.from_generator(epoch, output_signature=signature)
             .unbatch().batch(len(x)).prefetch(1))
 

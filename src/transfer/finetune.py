@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from transfer import distribute, recipe
+from transfer import distribute, recipe, resolution
 from transfer.activation_cache import Split, on_activations
 from transfer.backbones import backbone_layers, unfreeze_top
 from transfer.batches import Batches
@@ -52,14 +53,37 @@ def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Spli
               params: Params, strategy: tf.distribute.Strategy,
               ) -> tuple[keras.Model, Batches, Batches]:
     """Training model (under `strategy`) and batches over augmented images: the whole base
-    runs every step."""
-    batch_size = distribute.global_batch(strategy, params.finetune.batch_size)
+    runs every step. With `finetune.start_size`, the batches are resized to each epoch's size
+    (`transfer.resolution`), validation's to the model's own."""
+    p = params.finetune
+    batch_size = distribute.global_batch(strategy, p.batch_size)
+    sizes = val_sizes = None
+    if p.start_size:
+        final = resolution.input_size(extractor)
+        sizes, val_sizes = resolution.schedule(p.start_size, final, p.epochs), [final]
     with strategy.scope():
+        if sizes:
+            extractor = resolution.any_size(extractor)
         image = keras.Input(extractor.input.shape[1:])
-        model = keras.Model(image, head(extractor(augmentation(params.finetune.augment)(image),
+        model = keras.Model(image, head(extractor(augmentation(p.augment)(image),
                                                   training=False)))
-    return (model, Batches(*train, batch_size, params.seed),
-            Batches(*val, batch_size, params.seed, shuffle=False))
+    return (model, Batches(*train, batch_size, params.seed, sizes=sizes),
+            Batches(*val, batch_size, params.seed, shuffle=False, sizes=val_sizes))
+
+
+def loss(classes: int, label_smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Per-image cross-entropy on integer labels, each spread by `label_smoothing` over the
+    classes."""
+    if not label_smoothing:
+        return keras.losses.sparse_categorical_crossentropy
+
+    def smoothed_crossentropy(labels: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
+        """Cross-entropy against the smoothed one-hot labels."""
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"),
+                                    classes)
+        return keras.losses.categorical_crossentropy(one_hot, probs,
+                                                     label_smoothing=label_smoothing)
+    return smoothed_crossentropy
 
 
 def learning_rate_schedule(p: FinetuneParams, steps: int,
@@ -83,7 +107,8 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
     frozen_bottom = layers[:layers.index(top_layers[0])]
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
     with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
-        if p.augment.flip_only and any(layer.weights for layer in frozen_bottom):
+        if p.augment.flip_only and not p.start_size and any(layer.weights
+                                                            for layer in frozen_bottom):
             model, train_batches, val_batches = on_activations(
                 extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
         else:
@@ -95,7 +120,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
                 weight_decay=p.weight_decay)
             if p.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            model.compile(optimizer, loss="sparse_categorical_crossentropy",
+            model.compile(optimizer, loss=loss(head.output.shape[-1], p.label_smoothing),
                           metrics=["accuracy"], jit_compile=p.jit_compile)
         best = Path(tmp) / "best.weights.h5"
         model.save_weights(best)  # the head on the frozen base: kept unless an epoch beats it

@@ -1,17 +1,22 @@
 """Keras `fit` as both training stages run it: the best validation epoch kept, every epoch logged.
 
 Curves go to DVCLive (the files DVC versions and plots) and to TensorBoard (one view across
-runs, see `runtime.tensorboard_dir`).
+runs, see `runtime.tensorboard_dir`). With the environment variable TRANSFER_EPOCH_MODELS set
+to a folder, every epoch's model is also saved there, as `<stage>/epoch-NN.keras` (the
+benchmark's accuracy frontier scores them on the test set afterwards: `bench/frontier.py`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import keras
 import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+
+EPOCH_MODELS = "TRANSFER_EPOCH_MODELS"  # environment variable: a folder for every epoch's model
 
 
 def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
@@ -30,6 +35,9 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
                      initial_value_threshold=baseline)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(tensorboard))
+    if os.environ.get(EPOCH_MODELS):
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            Path(os.environ[EPOCH_MODELS]) / live_dir.name / "epoch-{epoch:02d}.keras"))
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:

@@ -187,6 +187,8 @@ class FinetuneParams:
     learning_rate: float | str = "auto"
     weight_decay: float = 0.05
     warmup: float = 0.05
+    label_smoothing: float = 0.0
+    start_size: int | None = None
     precision: str = "float32"
     jit_compile: bool = False
     strategy: str = "auto"
@@ -203,6 +205,10 @@ class FinetuneParams:
         _require(self.weight_decay >= 0, "finetune.weight_decay", self.weight_decay,
                  "a number >= 0")
         _require(0 <= self.warmup < 1, "finetune.warmup", self.warmup, "a number in [0, 1)")
+        _require(0 <= self.label_smoothing < 1, "finetune.label_smoothing", self.label_smoothing,
+                 "a number in [0, 1)")
+        _require(self.start_size is None or self.start_size >= 32, "finetune.start_size",
+                 self.start_size, "null (model.input_size throughout) or an integer >= 32")
         _check_precision("finetune", self.precision)
         _check_strategy("finetune", self.strategy)
         self.augment.check()

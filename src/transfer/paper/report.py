@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from transfer import cifar10, recipe
+from transfer import cifar10, recipe, resolution
 from transfer.applications import native_size, origin
 from transfer.data import SPLITS, load_split
 from transfer.paper import plots, publish, typeset
@@ -308,6 +308,8 @@ def context(params: Params, figures: Path) -> dict:
                            "native": native_size(params.model.backbone)},
         "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(run),
+        "resolution_schedule": resolution.schedule(run.finetune.start_size or 0,
+                                                   run.model.input_size, run.finetune.epochs),
         "backbone_origin": origin(params.model.backbone),
         "counts": counts, "prepared": prepared,
         "features": read_json(FEATURES_METRICS), "experiments": experiment_log(),
