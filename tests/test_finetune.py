@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import keras
 import numpy as np
 import pytest
@@ -144,3 +146,8 @@ def test_progressive_resizing_end_to_end_with_every_epoch_kept(workdir, tiny_fol
     epoch = keras.models.load_model(workdir / "epochs/finetune" / kept[-1], compile=False)
     assert epoch.input.shape[1:3] == (None, None)
     assert (workdir / "epochs/train").is_dir()
+    for stage in ("train", "finetune"):  # the summary's best epoch is the one Keras printed
+        with open(f"dvclive/{stage}/plots/metrics/eval/accuracy.tsv") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        best = max(rows, key=lambda row: float(row["accuracy"]))
+        assert read_json(f"dvclive/{stage}/metrics.json")["best_epoch"] == int(best["step"]) + 1

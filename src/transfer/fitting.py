@@ -24,7 +24,8 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
                record: dict | None = None, **fit_args) -> dict:
     """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
     `live_dir` and to TensorBoard in `tensorboard` (if given), epochs numbered from
-    `first_epoch`; returns the DVCLive summary.
+    `first_epoch`; returns the DVCLive summary (`best_epoch` counts from 1, as Keras prints
+    epochs; DVCLive's steps count from 0).
 
     With a `baseline` validation accuracy, only an epoch that beats it is saved (the caller
     saved the starting weights in `checkpoint`), and the summary says whether one did
@@ -46,7 +47,7 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
                             callbacks=[*callbacks, DVCLiveCallback(live=live)], **fit_args)
         val = history.history["val_accuracy"]
         best = int(np.argmax(val))
-        live.summary.update(epochs=first_epoch + len(val), best_epoch=first_epoch + best,
+        live.summary.update(epochs=first_epoch + len(val), best_epoch=first_epoch + best + 1,
                             best_val_accuracy=float(val[best]),
                             best_val_loss=float(history.history["val_loss"][best]))
         if baseline is not None:
