@@ -3,6 +3,7 @@ outside any git repository."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -11,11 +12,12 @@ from conftest import ROOT, run_stages, tiny_params, write_params
 from scipy.stats import binomtest
 
 from transfer.applications import FAMILIES
+from transfer.cifar10 import CLASSES
 from transfer.paper.publish import devto
-from transfer.paper.report import read_notes
+from transfer.paper.report import dataset_name, read_notes
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.paper.typeset import Converter, escape, sections
-from transfer.params import ReportParams
+from transfer.params import DataParams, Params, ReportParams
 from transfer.runtime import ParamError
 
 
@@ -131,3 +133,26 @@ def test_typst_escapes_markup_and_keeps_captions():
                               '[Figure 1. The #raw("a") curve.]')
     assert body[2:] == ["#heading(level: 1, numbering: none)[Literature Cited]",
                         "#heading(level: 2, numbering: none)[A. Parameters]"]
+
+
+def test_dataset_name_from_param_classes_or_folder():
+    """data.name wins; CIFAR-10's classes are CIFAR-10 from any archive; else the folder."""
+    def name(**data: str) -> str:
+        """The paper's dataset name for a folder source with `data` params."""
+        classes = data.pop("classes", "cat dog".split())
+        return dataset_name(Params(data=DataParams(source="folder", **data)), classes)
+
+    assert name(path="../shared/data/cifar10-jpg.tar.gz", classes=list(CLASSES)) == "CIFAR-10"
+    assert name(path="/data/food-photos.tar.gz") == "food-photos"
+    assert name(path="/data/food-photos.zip", name="Food-101, 10 classes") == \
+        "Food-101, 10 classes"
+    assert dataset_name(Params(), list(CLASSES)) == "CIFAR-10"
+
+
+def test_fetch_is_versioned_by_every_data_key_but_the_name():
+    """A new data key cannot be forgotten in fetch's params; renaming the dataset reruns only
+    the report."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    keys = {f"data.{f.name}" for f in dataclasses.fields(DataParams)} - {"data.name"}
+    assert keys <= set(stages["fetch"]["params"]) and "data.name" not in stages["fetch"]["params"]
+    assert "data" in stages["report"]["params"]

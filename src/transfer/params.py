@@ -63,6 +63,7 @@ class DataParams:
 
     source: str = "cifar10"
     path: str = ""
+    name: str = ""
     test_folder: str = ""
     test_split: float = 0.2
     image_size: int | None = None

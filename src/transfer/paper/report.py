@@ -102,9 +102,12 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def dataset_name(params: Params) -> str:
-    """CIFAR-10, or the folder's name without its archive suffix."""
-    if params.data.source == "cifar10":
+def dataset_name(params: Params, classes: list[str]) -> str:
+    """`data.name`; else CIFAR-10 for its classes (from Keras or any folder of them); else the
+    folder's name without its archive suffix."""
+    if params.data.name:
+        return params.data.name
+    if params.data.source == "cifar10" or tuple(classes) == cifar10.CLASSES:
         return "CIFAR-10"
     return re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(params.data.path).name)
 
@@ -297,7 +300,7 @@ def context(params: Params, figures: Path) -> dict:
     classes = read_json(CLASSES)
     with PREDICTIONS.open() as f:
         predictions = list(csv.DictReader(f))
-    dataset, raw = dataset_name(params), raw_params()
+    dataset, raw = dataset_name(params, classes), raw_params()
     prepared = read_json(DATASET)
     counts = {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}
     run = as_run(params, prepared, counts["train"])
