@@ -60,7 +60,9 @@ def test_one_folder_of_class_folders_is_split_by_test_split(workdir, tmp_path, c
     root = one_folder(tmp_path / "ds" / ("photos" if wrapped else ""), ["cat", "dog", "fox"], 10)
     counts = run_fetch(workdir, tmp_path / "ds", test_split=0.2)
     assert counts == {"train": [6, 6, 6], "val": [2, 2, 2], "test": [2, 2, 2]}
-    assert "one folder of class folders" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "one folder of class folders" in out
+    assert (" in photos/ of " if wrapped else "test_split) of ") + str(tmp_path / "ds") in out
     first = {s: np.load(PREPARED / f"{s}_x.npy") for s in ("train", "val", "test")}
     rows = [r.tobytes() for x in first.values() for r in x]
     assert len(set(rows)) == len(rows) == 30
@@ -91,6 +93,23 @@ def test_test_and_val_together_need_a_choice(workdir, tmp_path):
     assert not Path("data").exists()
     assert run_fetch(workdir, folder, test_folder="val")["test"] == [2, 3]
     assert run_fetch(workdir, folder, test_folder="test")["test"] == [3, 3]
+
+
+@pytest.mark.parametrize("held_out", ["test", "val"])
+def test_a_held_out_split_alone_is_refused_unless_named(workdir, tmp_path, capsys, held_out):
+    """Only test/<class>/ (or val/): refused in one line naming it and the way to train on it;
+    data.path set to that folder itself reads it as one folder of class folders, and says so."""
+    folder = make_image_folder(tmp_path / "ds", ["cat", "dog"], 1, 10)
+    shutil.rmtree(folder / "train")
+    (folder / "test").rename(folder / held_out)
+    write_params(workdir, **tiny_params(folder))
+    with pytest.raises(DataError, match=rf"{folder / held_out}: only a held-out split "
+                                        rf"\({held_out}/\) is there, no train/; to train on it, "
+                                        rf"set data.path to {folder / held_out}$"):
+        fetch.main()
+    assert not Path("data").exists()
+    assert run_fetch(workdir, folder / held_out, test_split=0.2)["test"] == [2, 2]
+    assert "one folder of class folders" in capsys.readouterr().out
 
 
 # --- stored size, crop or squash ----------------------------------------------------------------

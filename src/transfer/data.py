@@ -114,6 +114,9 @@ def find_layout(top: Path, test_folder: str = "") -> Layout:
         return Layout(candidate, candidate / "train", candidate / held[0] if held else None)
     for candidate in candidates:
         if _holds_class_folders(candidate):
+            if candidate != top and candidate.name in HELD_OUT:
+                raise DataError(f"{candidate}: only a held-out split ({candidate.name}/) is "
+                                f"there, no train/; to train on it, set data.path to {candidate}")
             return Layout(candidate, candidate, None)
     raise DataError(f"{top}: no image folders found (expected train/<class>/ beside test/ or "
                     "val/, or one folder of <class>/ folders, at the top or one folder down)")

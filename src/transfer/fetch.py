@@ -114,7 +114,8 @@ def fetch_folder(p: DataParams, m: ModelParams, seed: int,
             dataset = split_off_test(dataset, p.test_split, rng)
         else:
             check_class_sizes(dataset, 2, f"data.val_split={p.val_split}")
-        print(f"fetch: found {layout.describe()}")
+        inside = "" if layout.root == top else f" in {layout.root.relative_to(top)}/"
+        print(f"fetch: found {layout.describe()}{inside} of {p.path}")
         train, val, topped_up = training_split(dataset.train.labels, p, rng)
         for split, source, idx in (("train", dataset.train, train),
                                    ("val", dataset.train, val),
