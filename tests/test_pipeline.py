@@ -40,7 +40,8 @@ def environment(repo: Path) -> dict[str, str]:
     """This interpreter's tools first on PATH, the repo's sources importable, a git identity."""
     identity = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
                 for what, value in (("NAME", "test"), ("EMAIL", "test@example.invalid"))}
-    return {**os.environ, **identity, "PYTHONPATH": str(repo / "src"),
+    inherited = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # unquieted
+    return {**inherited, **identity, "PYTHONPATH": str(repo / "src"),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -56,6 +57,12 @@ def timed(repo: Path, *args: str) -> tuple[str, float]:
     start = time.perf_counter()
     output = run(repo, *args)
     return output, time.perf_counter() - start
+
+
+# TensorFlow's start-up lines (absl's "I0000 ..." format, oneDNN, CUDA, CPU features) and the
+# Keras warnings a run used to print.
+NOISE = re.compile(r"^[IWEF]\d{4} .*|.*(oneDNN|cuInit|cuda|absl|rebuild TensorFlow|Warning|"
+                   r"ran out of data|legacy|Skipping variable loading).*", re.MULTILINE)
 
 
 def ran(output: str) -> set[str]:
@@ -123,6 +130,8 @@ def test_repro_runs_every_stage_and_leaves_it_clean(project, tiny_folder):
     repo = project.repo
     assert ran(project.repro) == set(STAGES)
     assert "up to date" in project.status
+    noise = [m.group(0) for m in NOISE.finditer(project.repro)]
+    assert not noise, "noise in the console:\n" + "\n".join(noise)
     prepared = {s: np.load(repo / f"data/prepared/{s}_y.npy") for s in ("train", "val", "test")}
     assert {s: len(y) for s, y in prepared.items()} == {"train": 18, "val": 6, "test": 9}
     for split, labels in prepared.items():

@@ -1,5 +1,9 @@
 """Transfer learning of Keras applications under DVC, with a paper written from the run."""
 
-from transfer.cifar10 import preprocess_data
+from transfer.startup import hide_tensorflow_startup
+
+hide_tensorflow_startup()
+
+from transfer.cifar10 import preprocess_data  # noqa: E402 (after the hook, which it may trigger)
 
 __all__ = ["preprocess_data"]

@@ -57,7 +57,8 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
 
     tf.distribute splits each batch of such a pipeline between the replicas, so any number of
     them trains on the same global batches. Batches whose size changes by epoch (`sizes`) leave
-    the image sides unknown. (Given the PyDataset itself, it deals whole batches
+    the image sides unknown. Its length is declared, so `fit` knows the steps of an epoch.
+    (Given the PyDataset itself, it deals whole batches
     out to the replicas, and `fit` reshuffles the batch order on one device.)
     """
     def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -71,7 +72,8 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
     signature = (tf.TensorSpec((None, *sides, x.shape[-1]), x.dtype),
                  tf.TensorSpec((None,), y.dtype))
     return (tf.data.Dataset.from_generator(epoch, output_signature=signature)
-            .unbatch().batch(len(x)).prefetch(1))
+            .unbatch().batch(len(x))
+            .apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(1))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

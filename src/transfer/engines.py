@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
+
+from transfer.progress import progress
 
 if TYPE_CHECKING:
     import keras
@@ -83,7 +84,8 @@ def predict_batches(run: Runner, x: np.ndarray, batch_size: int,
                     transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Write `run(transform(x))` into `out` batch by batch (x, out may be memory-mapped);
     `run` maps a float32 batch to a model's output (see `runner`)."""
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, unit="batch", mininterval=2):
+    starts = range(0, len(x), batch_size)
+    for start in progress(starts, len(starts), desc):
         batch = np.asarray(x[start:start + batch_size], dtype=np.float32)
         if transform is not None:
             batch = transform(batch)

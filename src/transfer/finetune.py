@@ -123,13 +123,16 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
             model.compile(optimizer, loss=loss(head.output.shape[-1], p.label_smoothing),
                           metrics=["accuracy"], jit_compile=p.jit_compile)
         best = Path(tmp) / "best.weights.h5"
+        with strategy.scope():  # built now, so the saved file and the trained model match
+            model.optimizer.build(model.trainable_variables)
         model.save_weights(best)  # the head on the frozen base: kept unless an epoch beats it
         tensorboard = distribute.chief_tensorboard_dir(strategy, "finetune")
         summary = fit_logged(model, root / FINETUNE_LIVE, tensorboard, best, patience=None,
                              first_epoch=first_epoch, baseline=head_val_accuracy,
                              x=distribute.as_dataset(train_batches),
                              validation_data=distribute.as_dataset(val_batches),
-                             epochs=first_epoch + p.epochs, record=recipe_record(p))
+                             epochs=first_epoch + p.epochs, shuffle=False,  # Batches shuffle
+                             record=recipe_record(p))
         model.load_weights(best)
     return summary
 

@@ -16,6 +16,8 @@ import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from transfer.progress import keras_verbosity
+
 EPOCH_MODELS = "TRANSFER_EPOCH_MODELS"  # environment variable: a folder for every epoch's model
 
 
@@ -43,7 +45,7 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         live.step = first_epoch
-        history = model.fit(initial_epoch=first_epoch, verbose=2,
+        history = model.fit(initial_epoch=first_epoch, verbose=keras_verbosity(),
                             callbacks=[*callbacks, DVCLiveCallback(live=live)], **fit_args)
         val = history.history["val_accuracy"]
         best = int(np.argmax(val))

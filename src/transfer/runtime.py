@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import resource
@@ -138,10 +139,33 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
                 target.parent.rmdir()
 
 
+class _Dropping(logging.Filter):
+    """Drops log records whose message contains a given text."""
+
+    def __init__(self, text: str) -> None:
+        """Drop records containing `text`."""
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the dropped records."""
+        return self.text not in record.getMessage()
+
+
 def save_model(model: keras.Model, target: str | Path) -> None:
-    """Save `model` atomically; a `.keras` file is then pinned (see `pin_keras_archive`)."""
+    """Save `model` atomically; a `.keras` file is then pinned (see `pin_keras_archive`).
+
+    The assignment asks for an HDF5 file (`cifar10.h5`), and Keras warns on every HDF5 save
+    that the format is legacy: that one warning is dropped, as the format is chosen knowingly.
+    """
+    legacy = _Dropping("This file format is considered legacy")
+    absl = logging.getLogger("absl")
     with atomic_path(target) as tmp:
-        model.save(tmp)
+        absl.addFilter(legacy)
+        try:
+            model.save(tmp)
+        finally:
+            absl.removeFilter(legacy)
         if tmp.suffix == ".keras":
             pin_keras_archive(tmp)
 
