@@ -24,7 +24,8 @@ def test_h5_round_trip_and_consistency(workdir, cifar_like_folder, backbone):
     and a hand-built `base(preprocess_input(resize(x)))`."""
     write_params(workdir, **tiny_params(
         cifar_like_folder, data={"image_size": 32, "val_split": 0.2},
-        model={"backbone": backbone, "input_size": 40}, finetune={"layers": 3}))
+        model={"backbone": backbone, "input_size": 40}, finetune={"layers": 3},
+        evaluate={"flip": False}))  # the base is then one path (flips: the test below)
     run_stages("fetch", "features", "train", "finetune", "evaluate")
     x_test, y_test = np.load("data/prepared/test_x.npy"), np.load("data/prepared/test_y.npy")
 
@@ -58,13 +59,40 @@ def test_h5_without_finetuning_serves_the_cached_features(workdir, cifar_like_fo
     plain Python with only Keras (no custom objects) loads and runs cifar10.h5."""
     write_params(workdir, **tiny_params(cifar_like_folder, data={"image_size": 32},
                                         model={"backbone": "ResNet50", "input_size": 40},
-                                        finetune={"layers": 0}))
+                                        finetune={"layers": 0}, evaluate={"flip": False}))
     run_stages("fetch", "features", "train", "finetune", "evaluate")
     x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
                                      np.load("data/prepared/test_y.npy"))
     model = keras.models.load_model("models/cifar10.h5")
     base = keras.Model(model.input, model.get_layer("head").input)
     assert_features_equal(np.load("features/test_x.npy"), base.predict(x_test, verbose=0))
+    code = ("import keras, numpy as np; m = keras.models.load_model('models/cifar10.h5'); "
+            "print(m.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().endswith("(1, 10)")
+
+
+def test_flip_averaging_in_the_exported_model(workdir, cifar_like_folder):
+    """With evaluate.flip, cifar10.h5 and model.keras give the mean of the fine-tuned model's
+    probabilities on each image and its mirror, the pipeline's metrics are theirs, and a plain
+    Python with only Keras loads the .h5."""
+    write_params(workdir, **tiny_params(cifar_like_folder, data={"image_size": 32},
+                                        model={"backbone": "EfficientNetLite0", "input_size": 40},
+                                        finetune={"layers": 3}))
+    run_stages("fetch", "features", "train", "finetune", "evaluate")
+    x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
+                                     np.load("data/prepared/test_y.npy"))
+    tuned = keras.models.load_model("models/finetuned.keras")
+    expected = (tuned.predict(x_test, verbose=0) + tuned.predict(x_test[:, :, ::-1], verbose=0)) / 2
+    assert np.abs(expected - tuned.predict(x_test, verbose=0)).max() > 1e-4  # flips matter here
+    for path in ("models/cifar10.h5", "models/model.keras"):
+        model = keras.models.load_model(path)
+        np.testing.assert_allclose(model.predict(x_test, verbose=0), expected, rtol=1e-5,
+                                   atol=1e-6)
+    loss, accuracy = keras.models.load_model("models/cifar10.h5").evaluate(
+        x_test, y_test, batch_size=128, verbose=0)
+    assert accuracy == pytest.approx(read_json("metrics/evaluate.json")["finetuned"]["accuracy"])
     code = ("import keras, numpy as np; m = keras.models.load_model('models/cifar10.h5'); "
             "print(m.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,8 +1,10 @@
 """Stage `evaluate`: score the head-only and the fine-tuned model on the test set; export.
 
-The exported model takes raw images in 0-255 (Resizing, backbone preprocessing, base, head),
-is compiled, and saved as `models/model.keras` and `models/cifar10.h5`. The fine-tuned model's
-test-set pass runs on `evaluate.engine` (`transfer.engines`). Writes
+The exported model takes raw images in 0-255 (Resizing, backbone preprocessing, base, head;
+with `evaluate.flip`, the probabilities averaged over each image and its mirror image, see
+`transfer.test_time`), is compiled, and saved as `models/model.keras` and
+`models/cifar10.h5`. The fine-tuned model's test-set pass runs on `evaluate.engine`
+(`transfer.engines`). Writes
 `metrics/evaluate.json` and `eval/predictions.csv` (one row per test image; `dvc plots`
 draws the confusion matrix from its `actual` and `predicted` columns).
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from transfer import engines
+from transfer import engines, test_time
 from transfer.data import load_split
 from transfer.params import load_params
 from transfer.paths import (
@@ -69,6 +71,8 @@ def main() -> None:
     classes = read_json(CLASSES)
     x_test, y_test = load_split(PREPARED, "test")
     model = keras.models.load_model(FINETUNED)
+    if p.flip:
+        model = test_time.flip_averaged(model)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     finetuned = np.zeros((len(y_test), len(classes)), dtype=np.float32)
     engine = engines.choose(p.engine, len(y_test))

@@ -222,6 +222,7 @@ class EvaluateParams:
     batch_size: int = 128
     top_k: int = 3
     engine: str = "auto"
+    flip: bool = True
 
     def check(self) -> None:
         """Validate the batch size, k and engine."""
