@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -330,8 +329,8 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
                                                                          "val")
     with contextlib.chdir(repo):
         params = load_params()
-    params = dataclasses.replace(params, finetune=recipe.resolved_finetune(
-        params.finetune, len(train[1]), train[0].shape[1]))  # as the stage resolves `auto`
+    params = params.model_copy(update={"finetune": recipe.resolved_finetune(
+        params.finetune, len(train[1]), train[0].shape[1])})  # as the stage resolves `auto`
     seconds, one_device = [], tf.distribute.get_strategy()
     for path in ("activations", "images"):
         extractor = keras.models.load_model(repo / "models/extractor.keras")

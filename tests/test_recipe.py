@@ -3,7 +3,6 @@ explicit params winning."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def test_photos_get_rotation_and_zoom_and_explicit_values_win():
     mine = FinetuneParams(batch_size=32, learning_rate=3e-4,
                           augment=AugmentParams(rotation=0.0, zoom=0.2))
     assert recipe.resolved_finetune(mine, 1_000, 224) == mine
-    half = dataclasses.replace(mine, learning_rate="auto")
+    half = mine.model_copy(update={"learning_rate": "auto"})
     assert recipe.resolved_finetune(half, 1_000, 224).learning_rate == pytest.approx(2.5e-4)
 
 

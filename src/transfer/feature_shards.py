@@ -13,7 +13,6 @@ fingerprints, the extractor's weights), and merging refuses shards that do not f
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import re
 import shutil
@@ -55,8 +54,8 @@ def fingerprint(*arrays: np.ndarray) -> str:
 def provenance(params: Params) -> dict:
     """What a shard's features depend on besides the extractor: the data and the params."""
     return {"data": fingerprint(*(a for split in SPLITS for a in load_split(PREPARED, split))),
-            "params": {"seed": params.seed, "model": dataclasses.asdict(params.model),
-                       "features": dataclasses.asdict(params.features)}}
+            "params": {"seed": params.seed, "model": params.model.model_dump(),
+                       "features": params.features.model_dump()}}
 
 
 def shard_records(params: Params, shards: int) -> list[tuple[Path, dict]]:

@@ -17,7 +17,6 @@ Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -148,7 +147,7 @@ def main() -> None:
     params = load_params()
     x_train = load_split(PREPARED, "train")[0]
     p = recipe.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
-    params = dataclasses.replace(params, finetune=p)
+    params = params.model_copy(update={"finetune": p})
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
     head_summary = read_json(TRAIN_LIVE / "metrics.json")

@@ -15,8 +15,6 @@ tuned value and scales to the data; an explicit value in params.yaml always wins
 
 from __future__ import annotations
 
-import dataclasses
-
 from transfer.applications import native_size
 from transfer.params import FinetuneParams, TrainParams
 
@@ -61,8 +59,8 @@ def augment_factor(image_side: int) -> float:
 
 def resolved_train(p: TrainParams, n_train: int) -> TrainParams:
     """`p` with an `auto` batch size replaced by the rule's for `n_train` training images."""
-    return p if p.batch_size != "auto" else dataclasses.replace(
-        p, batch_size=batch_size(n_train, HEAD_BATCH))
+    return p if p.batch_size != "auto" else p.model_copy(
+        update={"batch_size": batch_size(n_train, HEAD_BATCH)})
 
 
 def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> FinetuneParams:
@@ -70,8 +68,8 @@ def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> Finet
     at `image_side` pixels."""
     batch = batch_size(n_train) if p.batch_size == "auto" else p.batch_size
     factor = augment_factor(image_side)
-    augment = dataclasses.replace(p.augment, **{
+    augment = p.augment.model_copy(update={
         name: factor for name in ("rotation", "zoom") if getattr(p.augment, name) == "auto"})
-    return dataclasses.replace(
-        p, batch_size=batch, augment=augment,
-        learning_rate=learning_rate(batch) if p.learning_rate == "auto" else p.learning_rate)
+    return p.model_copy(update={
+        "batch_size": batch, "augment": augment,
+        "learning_rate": learning_rate(batch) if p.learning_rate == "auto" else p.learning_rate})

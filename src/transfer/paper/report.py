@@ -13,7 +13,6 @@ it is read from the run's outputs, and the same inputs render to the same bytes.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import platform
 import re
 import subprocess
@@ -153,10 +152,10 @@ def title(params: Params, dataset: str) -> str:
 
 def as_run(params: Params, prepared: dict, n_train: int) -> Params:
     """`params` with each `auto` replaced by what the recipe made of it in this run."""
-    model = dataclasses.replace(params.model, input_size=prepared["input_size"])
-    return dataclasses.replace(
-        params, model=model, train=recipe.resolved_train(params.train, n_train),
-        finetune=recipe.resolved_finetune(params.finetune, n_train, prepared["image_size"]))
+    return params.model_copy(update={
+        "model": params.model.model_copy(update={"input_size": prepared["input_size"]}),
+        "train": recipe.resolved_train(params.train, n_train),
+        "finetune": recipe.resolved_finetune(params.finetune, n_train, prepared["image_size"])})
 
 
 def augmentation(params: Params) -> str:

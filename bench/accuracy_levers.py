@@ -1,0 +1,113 @@
+"""Accuracy levers on the validation split: each variant of the fine-tuning recipe, one run.
+
+    python bench/accuracy_levers.py [--data PATH] [--fraction 0.3] [--out bench/tuning.md]
+
+One project copy on a stratified `--fraction` of CIFAR-10 (its own validation split, 10% of
+it), EfficientNetLite0 with ImageNet weights at 96 px: `fetch`, `features` and `train` run once,
+then `finetune` once per variant of VARIANTS (`dvc repro finetune` after a params change). Each
+fine-tuned model is also scored on validation with flip test-time augmentation and at larger
+test-time input sizes (the same weights, a larger Resizing). The test set is never read.
+Writes the section "accuracy-levers" of `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E402
+from transfer.runtime import device_description  # noqa: E402
+
+TEST_SIZES = (112, 128)
+VARIANTS = [  # (name, finetune params over the baseline)
+    ("baseline: 2 epochs at 96 px", {"epochs": 2}),
+    ("label smoothing 0.1", {"epochs": 2, "label_smoothing": 0.1}),
+    ("progressive 64 -> 96 px, 2 epochs", {"epochs": 2, "start_size": 64}),
+    ("progressive 64 -> 96 px, 3 epochs", {"epochs": 3, "start_size": 64}),
+    ("3 epochs at 96 px", {"epochs": 3}),
+]
+
+
+def val_scores(repo: Path) -> dict[str, float]:
+    """Validation accuracy of the fine-tuned model as saved, with flip TTA, and at TEST_SIZES."""
+    import keras
+    import numpy as np
+
+    from transfer import resolution
+
+    x = np.load(repo / "data/prepared/val_x.npy").astype("float32")
+    y = np.load(repo / "data/prepared/val_y.npy")
+    model = keras.models.load_model(repo / "models/finetuned.keras", compile=False)
+    wide = resolution.any_size(model)
+
+    def accuracy(probs: np.ndarray) -> float:
+        """Share of argmax hits."""
+        return float((probs.argmax(1) == y).mean())
+
+    def predict(m: keras.Model, images: np.ndarray) -> np.ndarray:
+        """Probabilities in batches."""
+        return np.concatenate([m.predict_on_batch(b) for b in np.array_split(images, 10)])
+
+    plain = predict(model, x)
+    flipped = predict(model, x[:, :, ::-1])
+    scores = {"val": accuracy(plain), "val, flip TTA": accuracy(plain + flipped)}
+    for size in TEST_SIZES:
+        big = np.asarray(keras.ops.image.resize(x, (size, size)))
+        scores[f"val at {size} px"] = accuracy(predict(wide, big))
+    return scores
+
+
+def main() -> None:
+    """Run the variants, print the table and write it into `--out`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser.add_argument("--fraction", type=float, default=0.3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    args = parser.parse_args()
+    begin = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="levers-") as work:
+        data = unpacked(args.data.resolve(), Path(work))
+        repo = project(Path(work), data, {
+            "data": {"fraction": args.fraction},
+            "model": {"backbone": "EfficientNetLite0", "weights": "imagenet", "input_size": 96}})
+        run(repo, "dvc", "repro", "train")
+        n_train = len(np.load(repo / "data/prepared/train_y.npy"))
+        for name, change in VARIANTS:
+            params = yaml.safe_load((repo / "params.yaml").read_text())
+            params["finetune"].update({"label_smoothing": 0.0, "start_size": None, **change})
+            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            _, seconds = run(repo, "dvc", "repro", "finetune")
+            scores = val_scores(repo)
+            rows.append((name, seconds, scores))
+            print(name, f"{seconds:.0f} s", scores, flush=True)
+    columns = list(rows[0][2])
+    text = "\n".join([
+        f"## Accuracy levers: fine-tuning variants on {args.fraction:.0%} of CIFAR-10, "
+        f"EfficientNetLite0 with ImageNet weights, 96 px, {device_description()}",
+        "",
+        f"`python bench/accuracy_levers.py --fraction {args.fraction}`, "
+        f"{time.perf_counter() - begin:.0f} s in all. One run each, validation split only "
+        f"(the test set is not read); `finetune` seconds include its start-up and its "
+        f"validation passes. {n_train} training images.",
+        "",
+        f"| variant | finetune (s) | {' | '.join(columns)} |",
+        f"|---|---|{'---|' * len(columns)}",
+        *(f"| {name} | {seconds:.0f} | {' | '.join(f'{s[c]:.2%}' for c in columns)} |"
+          for name, seconds, s in rows)])
+    print(text)
+    write_section(args.out, "accuracy-levers", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The accuracy frontier: test accuracy against wall time on all of CIFAR-10, one curve per recipe.
+
+    python bench/frontier.py [--data PATH] [--recipes today,new] [--out bench/results.md]
+
+Each recipe runs the pipeline (`dvc repro evaluate`: fetch, features, train, finetune,
+evaluate) in a fresh project copy on the image folder, EfficientNetLite0 with ImageNet weights,
+one recipe after the other on this machine. Every fine-tuning epoch's model is saved on the
+way (TRANSFER_EPOCH_MODELS, see `transfer.fitting`) and scored on the test set afterwards,
+untimed: the test set only places the points, every choice was made on validation. A point's
+time is the wall time from the start of `fetch` to the end of that epoch; the head's point is
+when `train` saved it. Writes the section "frontier" of `--out` (the first wall time at which
+each recipe reached 87, 90, 93 and 95%) and its figure, `bench/frontier.png`. Never in CI: each
+recipe takes about half an hour on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E402
+from transfer.fitting import EPOCH_MODELS  # noqa: E402
+from transfer.runtime import atomic_path, device_description  # noqa: E402
+
+THRESHOLDS = (0.87, 0.90, 0.93, 0.95)
+COMMON = {"model": {"backbone": "EfficientNetLite0", "weights": "imagenet", "input_size": 96}}
+RECIPES = {  # name: params over the project's, on top of COMMON
+    "today": {"finetune": {"epochs": 5, "label_smoothing": 0.0, "start_size": None}},
+    "new": {},  # the project's defaults
+}
+
+
+def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, float]]:
+    """(seconds from `start`, test accuracy) of the head and of every fine-tuning epoch."""
+    import keras
+    import numpy as np
+
+    x = np.load(repo / "data/prepared/test_x.npy").astype("float32")
+    y = np.load(repo / "data/prepared/test_y.npy")
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    points = [((repo / "models/head.keras").stat().st_mtime - start,
+               evaluation["head"]["accuracy"])]
+    size = COMMON["model"]["input_size"]
+    for path in sorted((epochs / "finetune").glob("epoch-*.keras")):
+        model = keras.models.load_model(path, compile=False)
+        probs = np.concatenate([model.predict_on_batch(
+            batch if model.input.shape[1] else keras.ops.image.resize(batch, (size, size)))
+            for batch in np.array_split(x, len(x) // 250)])
+        points.append((path.stat().st_mtime - start, float((probs.argmax(1) == y).mean())))
+    return points
+
+
+def run_recipe(name: str, data: Path, work: Path) -> dict:
+    """Run one recipe from the image folder through `evaluate`; its points and summary."""
+    sections = {section: {**COMMON.get(section, {}), **RECIPES[name].get(section, {})}
+                for section in {*COMMON, *RECIPES[name]}}
+    folder = work / name
+    folder.mkdir()
+    repo = project(folder, data, sections)
+    os.environ[EPOCH_MODELS] = str(folder / "epochs")
+    start = time.time()
+    _, seconds = run(repo, "dvc", "repro", "evaluate")
+    del os.environ[EPOCH_MODELS]
+    points = scored_epochs(repo, folder / "epochs", start)
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    params = (repo / "params.yaml").read_text()
+    return {"name": name, "seconds": seconds, "points": points, "params": params,
+            "final": evaluation["finetuned"]["accuracy"]}
+
+
+def first_reached(points: list[tuple[float, float]], threshold: float) -> float | None:
+    """The first time at which the accuracy is at least `threshold` (None: never)."""
+    return next((t for t, accuracy in points if accuracy >= threshold), None)
+
+
+def figure(results: list[dict], path: Path) -> None:
+    """Test accuracy against wall time, one curve per recipe, the thresholds dotted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for r in results:
+        t, accuracy = zip(*r["points"])
+        ax.plot([s / 60 for s in t], [100 * a for a in accuracy], marker="o", label=r["name"])
+    for threshold in THRESHOLDS:
+        ax.axhline(100 * threshold, color="grey", linestyle=":", linewidth=0.8)
+    ax.set(xlabel="wall time from the image folder (min)", ylabel="test accuracy (%)",
+           ylim=(70, 100))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+
+
+def markdown(results: list[dict], seconds: float, command: str) -> str:
+    """The section: one row per recipe, the thresholds' first times, the points."""
+    def cell(r: dict, threshold: float) -> str:
+        """When `r` first reached `threshold`, or its best."""
+        t = first_reached(r["points"], threshold)
+        return (f"{t / 60:.1f} min" if t is not None else
+                f"not reached (best {max(a for _, a in r['points']):.1%})")
+
+    rows = [f"| {r['name']} | {' | '.join(cell(r, th) for th in THRESHOLDS)} | "
+            f"{r['final']:.2%} | {r['seconds'] / 60:.1f} min |" for r in results]
+    points = [f"- {r['name']}: " + ", ".join(f"{t / 60:.1f} min {a:.2%}" for t, a in r["points"])
+              for r in results]
+    return "\n".join([
+        f"## Accuracy frontier: all of CIFAR-10 from the image folder, EfficientNetLite0 with "
+        f"ImageNet weights, {device_description()}",
+        "",
+        f"`{command}`, {seconds:.0f} s in all. Wall time from the start of `fetch` to the end "
+        "of the first epoch whose model reaches each test accuracy (the head's point: the end "
+        "of `train`); the recipes ran one after the other.",
+        "",
+        "| recipe | 87% | 90% | 93% | 95% | the pipeline's test acc. | fetch to evaluate |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "![Test accuracy against wall time](frontier.png)",
+        "",
+        "Points (wall time, test accuracy; the head first):",
+        "",
+        *points])
+
+
+def main() -> None:
+    """Run the recipes one after the other; write the table and the figure."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results.md")
+    args = parser.parse_args()
+    names = args.recipes.split(",")
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown or not args.data.exists():
+        sys.exit(f"frontier: unknown recipe {unknown} (known: {', '.join(RECIPES)})" if unknown
+                 else f"frontier: --data {args.data} does not exist: pass CIFAR-10 as an image "
+                      "folder (train/<class>/, test/<class>/)")
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="frontier-") as work:
+        data = unpacked(args.data.resolve(), Path(work))
+        results = []
+        for name in names:
+            results.append(run_recipe(name, data, Path(work)))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "params"}), flush=True)
+    figure(results, args.out.parent / "frontier.png")
+    text = markdown(results, time.perf_counter() - begin,
+                    "python bench/frontier.py --recipes " + ",".join(names))
+    print(text)
+    write_section(args.out, "frontier", text)
+
+
+if __name__ == "__main__":
+    main()

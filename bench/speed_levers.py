@@ -1,0 +1,131 @@
+"""Training speed of the fine-tuning step under each speed lever, all measured in one run.
+
+    python bench/speed_levers.py [--steps 12] [--rounds 2] [--out bench/tuning.md]
+
+The step is the `finetune` stage's with `finetune.layers: all`: random flips, the whole
+EfficientNet-Lite base (BatchNormalization frozen) and the head, AdamW, on 32 px images upscaled
+inside the model. Random weights (`model.weights=none`) cost the same as ImageNet weights. Each
+lever runs in a fresh interpreter (thread settings only apply at start-up): a few warm-up
+steps, then `--steps` timed steps; the rounds alternate the levers and the best round counts.
+Writes the section "speed-levers" of `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench import write_section  # noqa: E402
+
+WARMUP = 3
+BASELINE = {"backbone": "EfficientNetLite0", "size": 96, "batch": 128,
+            "precision": "float32", "jit": False, "batchnorm": True, "threads": 0}
+LEVERS = [  # (name, what changes from BASELINE)
+    ("baseline: Lite0, 96 px, batch 128, float32", {}),
+    ("`mixed_bfloat16` (Keras policy)", {"precision": "mixed_bfloat16"}),
+    ("XLA (`jit_compile`)", {"jit": True}),
+    ("no BatchNormalization: the ceiling of folding it into the convolutions",
+     {"batchnorm": False}),
+    ("1 intra-op thread, 2 inter-op", {"threads": 1}),
+    ("batch 64", {"batch": 64}),
+    ("batch 256", {"batch": 256}),
+    ("64 px", {"size": 64}),
+    ("80 px", {"size": 80}),
+    ("128 px", {"size": 128}),
+    ("Lite1 at 96 px", {"backbone": "EfficientNetLite1"}),
+    ("Lite2 at 96 px", {"backbone": "EfficientNetLite2"}),
+]
+
+
+def measure(setting: dict, steps: int) -> float:
+    """Training images/s of one setting, in this process."""
+    import keras
+    import numpy as np
+
+    from transfer.backbones import build_extractor, unfreeze_top
+    from transfer.heads import build_head
+    from transfer.params import TrainParams
+    from transfer.precision import in_precision
+
+    s = setting
+    extractor = build_extractor(s["backbone"], "none", s["size"], 32)
+    unfreeze_top(extractor, "all")
+    if not s["batchnorm"]:
+        extractor = keras.models.clone_model(extractor, clone_function=lambda layer: (
+            keras.layers.Identity() if isinstance(layer, keras.layers.BatchNormalization)
+            else layer.__class__.from_config(layer.get_config())))
+    head = build_head(extractor.output.shape[-1], 10, TrainParams())
+    image = keras.Input((32, 32, 3))
+    model = keras.Model(image, head(extractor(keras.layers.RandomFlip("horizontal")(image),
+                                              training=False)))
+    model = in_precision(model, s["precision"])
+    model.compile(keras.optimizers.AdamW(1e-4), "sparse_categorical_crossentropy",
+                  jit_compile=s["jit"])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (s["batch"], 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, s["batch"])
+    for _ in range(WARMUP):
+        model.train_on_batch(x, y)
+    begin = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return steps * s["batch"] / (time.perf_counter() - begin)
+
+
+def in_fresh_process(setting: dict, steps: int) -> float:
+    """`measure` in a fresh interpreter, with the setting's thread counts."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT / "src")}
+    if setting["threads"]:
+        env.update(TF_NUM_INTRAOP_THREADS=str(setting["threads"]), TF_NUM_INTEROP_THREADS="2")
+    output = subprocess.run([sys.executable, __file__, "--one", json.dumps(setting),
+                             "--steps", str(steps)], env=env, capture_output=True, text=True,
+                            check=True).stdout
+    return float(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Measure every lever, print the table and write it into `--out`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(measure(json.loads(args.one), args.steps))
+        return
+    from transfer.runtime import device_description
+
+    start = time.perf_counter()
+    rounds = [[in_fresh_process({**BASELINE, **change}, args.steps) for _, change in LEVERS]
+              for _ in range(args.rounds)]
+    best = [max(r[i] for r in rounds) for i in range(len(LEVERS))]
+    rows = [f"| {name} | {ips:.1f} | {ips / best[0]:.2f}x | "
+            f"{', '.join(f'{r[i]:.1f}' for r in rounds)} |"
+            for i, ((name, _), ips) in enumerate(zip(LEVERS, best))]
+    text = "\n".join([
+        f"## Speed levers: the fine-tuning step, {device_description()}",
+        "",
+        f"`python bench/speed_levers.py --steps {args.steps} --rounds {args.rounds}`, "
+        f"{time.perf_counter() - start:.0f} s in all. Training images/s of the whole-base "
+        f"step (random weights), {args.steps} steps after {WARMUP} warm-up steps, best of "
+        f"{args.rounds} alternating rounds, each lever in a fresh process.",
+        "",
+        "| lever | images/s | vs baseline | rounds |",
+        "|---|---|---|---|",
+        *rows])
+    print(text)
+    write_section(args.out, "speed-levers", text)
+
+
+if __name__ == "__main__":
+    main()
