@@ -28,7 +28,8 @@ from bench import write_section  # noqa: E402
 
 WARMUP = 3
 BASELINE = {"backbone": "EfficientNetLite0", "size": 96, "batch": 128,
-            "precision": "float32", "jit": False, "batchnorm": True, "threads": 0}
+            "precision": "float32", "jit": False, "batchnorm": True, "threads": 0,
+            "any_size": False}
 LEVERS = [  # (name, what changes from BASELINE)
     ("baseline: Lite0, 96 px, batch 128, float32", {}),
     ("`mixed_bfloat16` (Keras policy)", {"precision": "mixed_bfloat16"}),
@@ -38,6 +39,9 @@ LEVERS = [  # (name, what changes from BASELINE)
     ("1 intra-op thread, 2 inter-op", {"threads": 1}),
     ("batch 64", {"batch": 64}),
     ("batch 256", {"batch": 256}),
+    ("progressive resizing's path at 96 px: an any-size model, each batch resized in Python "
+     "(`finetune.start_size`)", {"any_size": True}),
+    ("the same at 64 px", {"any_size": True, "size": 64}),
     ("64 px", {"size": 64}),
     ("80 px", {"size": 80}),
     ("128 px", {"size": 128}),
@@ -51,6 +55,7 @@ def measure(setting: dict, steps: int) -> float:
     import keras
     import numpy as np
 
+    from transfer import resolution
     from transfer.backbones import build_extractor, unfreeze_top
     from transfer.heads import build_head
     from transfer.params import TrainParams
@@ -63,8 +68,10 @@ def measure(setting: dict, steps: int) -> float:
         extractor = keras.models.clone_model(extractor, clone_function=lambda layer: (
             keras.layers.Identity() if isinstance(layer, keras.layers.BatchNormalization)
             else layer.__class__.from_config(layer.get_config())))
+    if s["any_size"]:
+        extractor = resolution.any_size(extractor)
     head = build_head(extractor.output.shape[-1], 10, TrainParams())
-    image = keras.Input((32, 32, 3))
+    image = keras.Input(extractor.input.shape[1:])
     model = keras.Model(image, head(extractor(keras.layers.RandomFlip("horizontal")(image),
                                               training=False)))
     model = in_precision(model, s["precision"])
@@ -73,11 +80,15 @@ def measure(setting: dict, steps: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (s["batch"], 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, s["batch"])
+    def batch() -> np.ndarray:
+        """The images of one step (resized in Python on the any-size path, as Batches does)."""
+        return np.asarray(keras.ops.image.resize(x, (s["size"],) * 2)) if s["any_size"] else x
+
     for _ in range(WARMUP):
-        model.train_on_batch(x, y)
+        model.train_on_batch(batch(), y)
     begin = time.perf_counter()
     for _ in range(steps):
-        model.train_on_batch(x, y)
+        model.train_on_batch(batch(), y)
     return steps * s["batch"] / (time.perf_counter() - begin)
 
 
