@@ -59,7 +59,7 @@ def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, f
         """Probabilities in batches, resized first for an any-size (progressive) model."""
         return np.concatenate([model.predict_on_batch(
             batch if model.input.shape[1] else keras.ops.image.resize(batch, (size, size)))
-            for batch in np.array_split(images, len(images) // 250)])
+            for batch in np.array_split(images, max(1, len(images) // 250))])
 
     for path in sorted((epochs / "finetune").glob("epoch-*.keras")):
         model = keras.models.load_model(path, compile=False)
