@@ -3,6 +3,7 @@ outside any git repository."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -11,12 +12,13 @@ from conftest import ROOT, run_stages, tiny_params, write_params
 
 from transfer.applications import FAMILIES
 from transfer.cifar10 import CLASSES
+from transfer.paper.notes import read_notes
 from transfer.paper.publish import devto
-from transfer.paper.report import dataset_name, read_notes
+from transfer.paper.report import dataset_name
 from transfer.paper.stats import mcnemar_p, wilson_interval
-from transfer.paper.typeset import Converter, escape, sections
+from transfer.paper.typeset import parts, typst_markup
 from transfer.params import DataParams, Params, ReportParams
-from transfer.runtime import ParamError
+from transfer.runtime import ParamError, UserError
 
 
 def test_wilson_interval_by_hand():
@@ -37,12 +39,21 @@ def test_mcnemar_by_hand():
 
 
 def test_read_notes_keeps_filled_sections(tmp_path):
-    """`## Heading` sections with text are kept; comments and empty sections are dropped."""
+    """`#` and `##` headings (and underlined titles) start sections, deeper ones move a level
+    down; comments and empty sections are dropped, fenced code is kept as it is; text before
+    the first section is one error naming its line."""
     notes = tmp_path / "notes.md"
-    notes.write_text("Preamble.\n<!-- guide\n## Commented\nhidden -->\n## Motivation\n"
-                     "Why we ran it.\n\n## Empty\n<!-- nothing -->\n## lr-high\nToo fast.\n")
-    assert read_notes(notes) == {"Motivation": "Why we ran it.", "lr-high": "Too fast."}
+    notes.write_text("<!-- guide\n## Commented\nhidden -->\n## Motivation\nWhy we ran it.\n\n"
+                     "### Detail\nMore.\n\n## Empty\n<!-- nothing -->\n# lr-high\nToo fast.\n"
+                     "```\n# a comment, not a heading\n```\nCaveats\n=======\nFew runs.\n")
+    assert read_notes(notes) == {
+        "Motivation": "Why we ran it.\n\n#### Detail\nMore.",
+        "lr-high": "Too fast.\n```\n# a comment, not a heading\n```", "Caveats": "Few runs."}
     assert read_notes(tmp_path / "missing.md") == {}
+    notes.write_text("<!-- a guide -->\n\nPreamble.\n## Motivation\nWhy.\n")
+    with pytest.raises(UserError, match=r"notes.md:3: text before the first '## Section' "
+                                        r"heading has no place in the paper \('Preamble.'\)"):
+        read_notes(notes)
 
 
 def test_every_backbone_family_has_its_paper():
@@ -107,19 +118,22 @@ def test_bad_publishing_params_are_refused(key, value):
 
 def test_typst_escapes_markup_and_keeps_captions():
     """Markup characters in the text come out literally; an image with its "Figure N."
-    caption becomes one figure; headings after the literature are unnumbered."""
-    assert escape("a_b*c #d $e @f <g> [h] `i` ~j //k =l +m -n \\o") == (
-        "a\\_b\\*c \\#d \\$e \\@f \\<g\\> \\[h\\] \\`i\\` \\~j \\/\\/k \\=l \\+m \\-n \\\\o")
-    paper = ("# T\n\n## Abstract\n\nWe *did* it.\n\n## Results\n\n![x](figures/a.png)\n\n"
-             "*Figure 1. The `a` curve.*\n\n## Literature Cited\n\n### A. Parameters\n")
-    parts = sections(paper)
-    body = Converter("figs").blocks(parts["body"])
-    assert Converter("figs").blocks(parts["abstract"]) == ["We #emph[did] it."]
-    assert body[0] == "#heading(level: 1)[Results]"
-    assert body[1].startswith('#figure(\n  image("figs/a.png", width: 100%),\n  caption: '
-                              '[Figure 1. The #raw("a") curve.]')
-    assert body[2:] == ["#heading(level: 1, numbering: none)[Literature Cited]",
-                        "#heading(level: 2, numbering: none)[A. Parameters]"]
+    caption becomes one figure, a "Table N." caption and its table one table figure; headings
+    after the literature are unnumbered."""
+    paper = ("# T\n\n## Abstract\n\nWe *did* it: a_b*c #d $e @f [h] ~j //k =l\n\n"
+             "## Results\n\n![x](figures/a.png)\n\n*Figure 1. The `a` curve.*\n\n"
+             "*Table 1. Numbers.*\n\n| a | b |\n|--:|---|\n| 1 | 2 |\n\n"
+             "## Literature Cited\n\n### A. Parameters\n")
+    found, document = parts(paper)
+    assert typst_markup(found["abstract"], document, "figs").strip() == (
+        "We #emph[did] it: a\\_b\\*c \\#d \\$e \\@f \\[h\\] \\~j /\\/k =l")
+    body = typst_markup(found["body"], document, "figs")
+    assert body.startswith("= Results\n#figure(image(\"figs/a.png\", width: 100.0%),")
+    assert "caption: [\n    Figure 1. The `a` curve.\n  ]" in body
+    assert ", caption: [Table 1. Numbers.]\n  , kind: table" in body
+    assert body.rstrip().endswith("#heading(level: 1, numbering: none)[Literature Cited]\n"
+                                  "#heading(level: 2, numbering: none)[A. Parameters]")
+    assert found["front"] == []
 
 
 def test_dataset_name_from_param_classes_or_folder():
@@ -144,3 +158,78 @@ def test_fetch_is_versioned_by_every_data_key_but_the_name():
     keys = {f"data.{name}" for name in DataParams.model_fields} - {"data.name"}
     assert keys <= set(stages["fetch"]["params"]) and "data.name" not in stages["fetch"]["params"]
     assert "data" in stages["report"]["params"]
+
+
+NOTES_WITH_EVERYTHING = """\
+# Motivation
+Level-one section text.
+
+## Hypotheses
+A nested list follows.
+
+1. First ordered item
+   - Nested bullet alpha
+   - Nested bullet beta
+2. Second ordered item
+
+### Third level heading
+#### Fourth level heading
+##### Fifth level heading
+###### Sixth level heading
+
+> Quoted remark here.
+
+Footnoted sentence here.[^why]
+
+[^why]: Footnote body text.
+
+```python
+print("fenced code here")
+```
+
+| Column head | Other head |
+|---|---|
+| Cell text one | Cell text two |
+
+A [link text here](https://example.com/page) and a picture:
+
+![Picture in the notes](figures/confusion-matrix.png)
+"""
+PIECES = ["Level-one section text", "A nested list follows", "First ordered item",
+          "Nested bullet alpha", "Nested bullet beta", "Second ordered item",
+          "Third level heading", "Fourth level heading", "Fifth level heading",
+          "Sixth level heading", "Quoted remark here", "Footnoted sentence here",
+          "fenced code here", "Column head", "Cell text one", "link text here"]
+
+
+def test_every_markdown_construct_of_the_notes_reaches_every_paper(workdir, tiny_folder):
+    """Headings of every level, nested lists, a block quote, a footnote, fenced code, a table,
+    a link and an image in notes.md all appear in paper.md, paper.html and paper.pdf, in order;
+    the nested list is nested in the HTML and indented in the PDF."""
+    from pypdf import PdfReader
+
+    write_params(workdir, **tiny_params(tiny_folder, finetune={"layers": 0}))
+    shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
+    (workdir / "report/notes.md").write_text(NOTES_WITH_EVERYTHING)
+    run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
+    markdown = (workdir / "report/paper.md").read_text()
+    html = (workdir / "report/paper.html").read_text()
+    reader = PdfReader(workdir / "report/paper.pdf")
+    pdf = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    for name, text in (("paper.md", markdown), ("paper.html", html), ("paper.pdf", pdf)):
+        positions = [text.find(piece) for piece in PIECES]
+        assert -1 not in positions, (name, [p for p, at in zip(PIECES, positions) if at < 0])
+        assert positions == sorted(positions), name
+    assert "Footnote body text" in html and "Footnote body text" in pdf
+    assert re.search(r"<ol[^>]*>\s*<li>\s*(<p>)?First ordered item(</p>)?\s*<ul>\s*<li>\s*"
+                     r"(<p>)?Nested bullet alpha", html), "the list is not nested in the HTML"
+    for tag in ("<blockquote>", "<table", "<code", 'href="https://example.com/page"',
+                'alt="Picture in the notes"', "<h6"):
+        assert tag in html, tag
+    layout = "\n".join(page.extract_text(extraction_mode="layout") for page in reader.pages)
+    indent = {piece: next(len(line) - len(line.lstrip()) for line in layout.splitlines()
+                          if piece in line)
+              for piece in ("First ordered item", "Nested bullet alpha")}
+    assert indent["Nested bullet alpha"] > indent["First ordered item"], indent
+    figures = len(re.findall(r"^!\[[^\]]*\]\(figures/", markdown, flags=re.M))
+    assert sum(len(page.images) for page in reader.pages) == figures

@@ -18,19 +18,19 @@ import shutil
 from pathlib import Path
 
 import jinja2
-import markdown
+import pypandoc
 import yaml
 from markupsafe import Markup
 
-from transfer.paper.typeset import EXTENSIONS
+from transfer.paper.typeset import READER
 from transfer.params import ReportParams
 
 FIGURE_LINK = re.compile(r"(!\[[^\]]*\]\()figures/")
 
 
 def html_body(paper: str) -> str:
-    """The Markdown paper as HTML, the body of every page."""
-    return markdown.markdown(paper, extensions=EXTENSIONS)
+    """The Markdown paper as HTML, the body of every page (pandoc, as the PDF reads it)."""
+    return pypandoc.convert_text(paper, "html5", format=READER, extra_args=["--wrap=none"])
 
 
 def page(body: str, title: str, description: str, templates: Path, figures: Path,

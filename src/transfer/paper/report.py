@@ -35,6 +35,7 @@ from transfer.paper.experiments import (
     format_value,
     raw_params,
 )
+from transfer.paper.notes import read_notes
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.paper.wording import Table, percent, render
 from transfer.params import Params, load_params
@@ -74,17 +75,6 @@ def read_curves(live: Path) -> dict[str, dict[str, tuple[list[int], list[float]]
             curves.setdefault(tsv.stem, {})[name] = (
                 [int(r["step"]) for r in rows], [float(r[tsv.stem]) for r in rows])
     return curves
-
-
-def read_notes(path: Path) -> dict[str, str]:
-    """The author's `## Section` texts from a Markdown file, HTML comments dropped; empty
-    sections are left out."""
-    if not path.is_file():
-        return {}
-    text = re.sub(r"<!--.*?-->", "", path.read_text(), flags=re.S)
-    sections = re.split(r"^## +(.+?) *$", text, flags=re.M)[1:]
-    return {title: body.strip() for title, body in zip(sections[::2], sections[1::2])
-            if body.strip()}
 
 
 def git(*args: str) -> str:
