@@ -40,10 +40,14 @@ RECIPES = {  # name: params over the project's defaults, on top of COMMON
     "today": {"evaluate": {"flip": False}},  # the recipe before the frontier: no test-time flip
     "new": {},  # the project's defaults: flip averaging in the exported model
 }
+# A recipe that differs from an earlier one in `evaluate` only shares its training run: its
+# params are applied to that project and `dvc repro evaluate` reruns the one stage; its wall
+# time is the earlier recipe's to the end of `finetune` plus its own `evaluate`.
 
 
 def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, float]]:
-    """(seconds from `start`, test accuracy) of the head and of every fine-tuning epoch."""
+    """(seconds from `start`, test accuracy) of the head and of every fine-tuning epoch, as
+    the project's current params evaluate them."""
     import keras
     import numpy as np
 
@@ -68,21 +72,42 @@ def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, f
     return points
 
 
-def run_recipe(name: str, data: Path, work: Path) -> dict:
-    """Run one recipe from the image folder through `evaluate`; its points and summary."""
-    sections = {section: {**COMMON.get(section, {}), **RECIPES[name].get(section, {})}
-                for section in {*COMMON, *RECIPES[name]}}
-    folder = work / name
-    folder.mkdir()
-    repo = project(folder, data, sections)
-    os.environ[EPOCH_MODELS] = str(folder / "epochs")
-    start = time.time()
-    _, seconds = run(repo, "dvc", "repro", "evaluate")
-    del os.environ[EPOCH_MODELS]
-    points = scored_epochs(repo, folder / "epochs", start)
+def sections_of(name: str) -> dict:
+    """The params of recipe `name`: COMMON, updated by its own."""
+    return {section: {**COMMON.get(section, {}), **RECIPES[name].get(section, {})}
+            for section in {*COMMON, *RECIPES[name]}}
+
+
+def shared_training(name: str, done: list[dict]) -> dict | None:
+    """The earlier result whose recipe differs from `name`'s in `evaluate` only, if any."""
+    mine = {k: v for k, v in sections_of(name).items() if k != "evaluate"}
+    return next((r for r in done if mine == {k: v for k, v in sections_of(r["name"]).items()
+                                             if k != "evaluate"}), None)
+
+
+def run_recipe(name: str, data: Path, work: Path, done: list[dict]) -> dict:
+    """Run one recipe from the image folder through `evaluate` (sharing an earlier recipe's
+    training where it can); its points and summary."""
+    base = shared_training(name, done)
+    if base is None:
+        folder = work / name
+        folder.mkdir()
+        repo = project(folder, data, sections_of(name))
+        os.environ[EPOCH_MODELS] = str(folder / "epochs")
+        start = time.time()
+        _, trained = run(repo, "dvc", "repro", "finetune")
+        del os.environ[EPOCH_MODELS]
+    else:
+        repo, folder, start, trained = base["repo"], base["folder"], base["start"], base["trained"]
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["evaluate"] = {**yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"],
+                              **sections_of(name).get("evaluate", {})}
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _, evaluated = run(repo, "dvc", "repro", "evaluate")
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
-    params = (repo / "params.yaml").read_text()
-    return {"name": name, "seconds": seconds, "points": points, "params": params,
+    return {"name": name, "seconds": trained + evaluated, "repo": repo, "folder": folder,
+            "start": start, "trained": trained, "shares": base["name"] if base else None,
+            "points": scored_epochs(repo, folder / "epochs", start),
             "final": evaluation["finetuned"]["accuracy"]}
 
 
@@ -129,7 +154,9 @@ def markdown(results: list[dict], seconds: float, command: str) -> str:
         "",
         f"`{command}`, {seconds:.0f} s in all. Wall time from the start of `fetch` to the end "
         "of the first epoch whose model reaches each test accuracy (the head's point: the end "
-        "of `train`); the recipes ran one after the other.",
+        "of `train`); the recipes ran one after the other"
+        + "".join(f"; {r['name']} shares the training run of {r['shares']} (it differs in "
+                  "`evaluate` only)" for r in results if r["shares"]) + ".",
         "",
         "| recipe | 87% | 90% | 93% | 95% | the pipeline's test acc. | fetch to evaluate |",
         "|---|---|---|---|---|---|---|",
@@ -160,8 +187,9 @@ def main() -> None:
         data = unpacked(args.data.resolve(), Path(work))
         results = []
         for name in names:
-            results.append(run_recipe(name, data, Path(work)))
-            print(json.dumps({k: v for k, v in results[-1].items() if k != "params"}), flush=True)
+            results.append(run_recipe(name, data, Path(work), results))
+            print(json.dumps({k: results[-1][k] for k in ("name", "seconds", "points", "final")}),
+                  flush=True)
     figure(results, args.out.parent / "frontier.png")
     text = markdown(results, time.perf_counter() - begin,
                     "python bench/frontier.py --recipes " + ",".join(names))
