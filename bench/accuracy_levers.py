@@ -1,18 +1,22 @@
 """Accuracy levers on the validation split: each variant of the fine-tuning recipe, one run.
 
-    python bench/accuracy_levers.py [--data PATH] [--fraction 0.3] [--out bench/tuning.md]
+    python bench/accuracy_levers.py [--data PATH] [--fraction 0.3] [--defaults]
+        [--out bench/tuning.md]
 
 One project copy on a stratified `--fraction` of CIFAR-10 (its own validation split, 10% of
 it), EfficientNetLite0 with ImageNet weights at 96 px: `fetch`, `features` and `train` run once,
 then `finetune` once per variant of VARIANTS (`dvc repro finetune` after a params change). Each
 fine-tuned model is also scored on validation with flip test-time augmentation and at larger
 test-time input sizes (the same weights, a larger Resizing). The test set is never read.
-Writes the section "accuracy-levers" of `--out`.
+`--defaults` runs the project's defaults alone on the dataset as it is (any image folder, the
+input size `auto`), to check the test-time levers on photos. Writes the section
+"accuracy-levers" (with `--defaults`: "accuracy-levers-<dataset>") of `--out`.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -72,18 +76,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--fraction", type=float, default=0.3)
+    parser.add_argument("--defaults", action="store_true",
+                        help="the defaults alone, input size auto (photos)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
     args = parser.parse_args()
+    variants = [("the defaults", {})] if args.defaults else VARIANTS
+    dataset = re.sub(r"(\.tar\.gz|\.zip)$", "", args.data.name)
     begin = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="levers-") as work:
         data = unpacked(args.data.resolve(), Path(work))
-        repo = project(Path(work), data, {
-            "data": {"fraction": args.fraction},
-            "model": {"backbone": "EfficientNetLite0", "weights": "imagenet", "input_size": 96}})
+        model = {"backbone": "EfficientNetLite0", "weights": "imagenet",
+                 "input_size": "auto" if args.defaults else 96}
+        repo = project(Path(work), data, {"data": {"fraction": args.fraction}, "model": model})
         run(repo, "dvc", "repro", "train")
         n_train = len(np.load(repo / "data/prepared/train_y.npy"))
-        for name, change in VARIANTS:
+        for name, change in variants:
             params = yaml.safe_load((repo / "params.yaml").read_text())
             params["finetune"].update({"label_smoothing": 0.0, "start_size": None, **change})
             (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -93,10 +101,12 @@ def main() -> None:
             print(name, f"{seconds:.0f} s", scores, flush=True)
     columns = list(rows[0][2])
     text = "\n".join([
-        f"## Accuracy levers: fine-tuning variants on {args.fraction:.0%} of CIFAR-10, "
-        f"EfficientNetLite0 with ImageNet weights, 96 px, {device_description()}",
+        f"## Accuracy levers: fine-tuning variants on {args.fraction:.0%} of {dataset}, "
+        f"EfficientNetLite0 with ImageNet weights, {model['input_size']} px, "
+        f"{device_description()}",
         "",
-        f"`python bench/accuracy_levers.py --fraction {args.fraction}`, "
+        f"`python bench/accuracy_levers.py --data {args.data.name} --fraction {args.fraction}"
+        f"{' --defaults' if args.defaults else ''}`, "
         f"{time.perf_counter() - begin:.0f} s in all. One run each, validation split only "
         f"(the test set is not read); `finetune` seconds include its start-up and its "
         f"validation passes. {n_train} training images.",
@@ -106,7 +116,8 @@ def main() -> None:
         *(f"| {name} | {seconds:.0f} | {' | '.join(f'{s[c]:.2%}' for c in columns)} |"
           for name, seconds, s in rows)])
     print(text)
-    write_section(args.out, "accuracy-levers", text)
+    write_section(args.out, f"accuracy-levers-{dataset}" if args.defaults else "accuracy-levers",
+                  text)
 
 
 if __name__ == "__main__":
