@@ -1,6 +1,7 @@
 """The accuracy frontier: test accuracy against wall time on all of CIFAR-10, one curve per recipe.
 
     python bench/frontier.py [--data PATH] [--recipes today,new] [--out bench/results.md]
+        [--keep FOLDER]
 
 Each recipe runs the pipeline (`dvc repro evaluate`: fetch, features, train, finetune,
 evaluate) in a fresh project copy on the image folder, EfficientNetLite0 with ImageNet weights,
@@ -17,6 +18,7 @@ recipe takes about half an hour on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -175,6 +177,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results.md")
+    parser.add_argument("--keep", type=Path,
+                        help="work in this new folder and keep it (the projects, their models)")
     args = parser.parse_args()
     names = args.recipes.split(",")
     unknown = [n for n in names if n not in RECIPES]
@@ -183,7 +187,10 @@ def main() -> None:
                  else f"frontier: --data {args.data} does not exist: pass CIFAR-10 as an image "
                       "folder (train/<class>/, test/<class>/)")
     begin = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="frontier-") as work:
+    if args.keep:
+        args.keep.mkdir(parents=True)
+    with (contextlib.nullcontext(str(args.keep.resolve())) if args.keep else
+          tempfile.TemporaryDirectory(prefix="frontier-")) as work:
         data = unpacked(args.data.resolve(), Path(work))
         results = []
         for name in names:
