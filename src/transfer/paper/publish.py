@@ -30,7 +30,8 @@ FIGURE_LINK = re.compile(r"(!\[[^\]]*\]\()figures/")
 
 def html_body(paper: str) -> str:
     """The Markdown paper as HTML, the body of every page (pandoc, as the PDF reads it)."""
-    return pypandoc.convert_text(paper, "html5", format=READER, extra_args=["--wrap=none"])
+    return pypandoc.convert_text(paper, "html5", format=READER,
+                                 extra_args=["--wrap=none", "--syntax-highlighting=none"])
 
 
 def page(body: str, title: str, description: str, templates: Path, figures: Path,
