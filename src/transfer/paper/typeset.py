@@ -23,7 +23,7 @@ import jinja2
 import pypandoc
 import typst
 
-READER = "commonmark_x-gfm_auto_identifiers"  # CommonMark + pandoc's extensions, no heading ids
+READER = "commonmark_x-gfm_auto_identifiers-smart"  # CommonMark + extensions, text as typed
 UNNUMBERED_FROM = "Literature Cited"  # this heading and every one after it have no number
 CAPTION = re.compile(r"(Figure|Table) \d+\. ")
 Block = dict  # a node of pandoc's JSON syntax tree
