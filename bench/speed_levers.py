@@ -37,13 +37,11 @@ LEVERS = [  # (name, what changes from BASELINE)
     ("no BatchNormalization: the ceiling of folding it into the convolutions",
      {"batchnorm": False}),
     ("1 intra-op thread, 2 inter-op", {"threads": 1}),
-    ("batch 64", {"batch": 64}),
     ("batch 256", {"batch": 256}),
     ("progressive resizing's path at 96 px: an any-size model, each batch resized in Python "
      "(`finetune.start_size`)", {"any_size": True}),
     ("the same at 64 px", {"any_size": True, "size": 64}),
     ("64 px", {"size": 64}),
-    ("80 px", {"size": 80}),
     ("128 px", {"size": 128}),
     ("Lite1 at 96 px", {"backbone": "EfficientNetLite1"}),
     ("Lite2 at 96 px", {"backbone": "EfficientNetLite2"}),
