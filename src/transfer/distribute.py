@@ -56,10 +56,10 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
     """`batches` as a tf.data pipeline of the same batches, in the PyDataset's own order.
 
     tf.distribute splits each batch of such a pipeline between the replicas, so any number of
-    them trains on the same global batches. Batches whose size changes by epoch (`sizes`) leave
-    the image sides unknown. Its length is declared, so `fit` knows the steps of an epoch.
-    (Given the PyDataset itself, it deals whole batches
-    out to the replicas, and `fit` reshuffles the batch order on one device.)
+    them trains on the same global batches. (Given the PyDataset itself, it deals whole batches
+    out to the replicas, and `fit` reshuffles the batch order on one device.) Its length is
+    declared, so `fit` knows the steps of an epoch; batches whose size changes by epoch
+    (`sizes`) leave the image sides unknown.
     """
     def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch of `batches`, then a new order for the next."""
