@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # the longest files first (tests/conftest.py, LONGEST_FIRST).
 PYTEST := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
-.PHONY: venv repro test test-fast lint bench clean
+.PHONY: venv repro study test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(ARGS)
+
+study: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m transfer.study $(ARGS)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) $(ARGS)

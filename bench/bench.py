@@ -185,6 +185,7 @@ def project(work: Path, data: Path, sections: dict) -> Path:
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "report/templates", repo / "report/templates")
     shutil.copy(ROOT / "report/notes.md", repo / "report/notes.md")
+    shutil.copytree(ROOT / "study", repo / "study", ignore=shutil.ignore_patterns("results.json"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(source="folder", path=str(data), fraction=1.0)
     for name, values in sections.items():

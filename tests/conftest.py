@@ -103,13 +103,14 @@ def cifar_like_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy_project(dest: Path) -> None:
-    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, src/, report/) into `dest`."""
+    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, src/, report/, study/) into `dest`."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                               "*.egg-info"))
     shutil.copytree(ROOT / "report/templates", dest / "report/templates")
     shutil.copy(ROOT / "report/notes.md", dest / "report/notes.md")
+    shutil.copytree(ROOT / "study", dest / "study", ignore=shutil.ignore_patterns("results.json"))
 
 
 def stage_module(name: str) -> str:

@@ -80,9 +80,10 @@ def new_project(repo: Path, data: Path) -> Path:
     """A committed git + DVC repository of this project on the tiny dataset."""
     repo.mkdir()
     copy_project(repo)
-    write_params(repo, **tiny_params(data))
-    (repo / "report/notes.md").write_text("## Motivation\nTo test the paper.\n\n"
-                                          "## lr-high\nA learning rate ten times higher.\n")
+    write_params(repo, **tiny_params(data, data={"val_min": 2}))  # the study's 1% run: 1
+    (repo / "report/notes.md").write_text("## Motivation\nTo test the paper.\n\n"  # per class
+                                          "## lr-high\nA learning rate ten times higher.\n\n"
+                                          "## data-10\nA tenth of the data.\n")
     run(repo, "git", "init", "-q", "-b", "main")
     run(repo, "dvc", "init", "-q")
     run(repo, "git", "add", "-A")
@@ -235,7 +236,7 @@ def test_paper_has_every_section_and_figure(project):
     assert len(linked) >= 6 and linked <= on_disk and linked_medium <= on_disk
     assert linked | linked_medium == on_disk
     for name in ("examples", "learning-curves", "confusion-matrix", "per-class-accuracy",
-                 "accuracy-vs-compute"):
+                 "accuracy-vs-time"):
         assert f"figures/{name}.png" in linked
     assert paper.index("figures/examples.png") < paper.index("## Abstract")
     assert "### Motivation\n\nTo test the paper." in paper
@@ -401,26 +402,26 @@ def test_params_already_run_are_restored_from_the_run_cache(project, switched_ba
 
 
 @pytest.fixture(scope="module")
-def queued(project, switched_back) -> dict[str, str]:
-    """The two variants queued with `dvc exp run --queue` and run by `dvc queue start -j 2`
-    (the sequential settings were cumulative, so the queued ones are too). Forced from `train`
-    on: DVC's run cache would otherwise restore the sequential runs' outputs. Returns the commit
-    of every run by its name in `logs/`: `workspace` is the committed baseline."""
-    repo = project.repo
-    queue = ("dvc", "exp", "run", "--queue", "--force", "--downstream", "train")
-    run(repo, *queue, "-n", "q-lr-high", "-S", "train.learning_rate=0.01")
-    run(repo, *queue, "-n", "q-dropout-half", "-S", "train.learning_rate=0.01",
-        "-S", "train.dropout=0.5")
-    run(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 600
-    while re.search(r"\b(Queued|Running)\b", status := run(repo, "dvc", "queue", "status")):
-        assert time.monotonic() < deadline, status
-        time.sleep(2)
-    assert status.count("Success") == 2, status
+def study(project, switched_back) -> dict:
+    """The default study (study/runs.yaml: 1%, 10% and 100% of the training data) run by its
+    command with two queue workers, then once more with nothing changed. Returns both outputs,
+    the paper's files after each, and the commit of every run by its name in `logs/`
+    (`workspace` is the committed baseline)."""
     import dvc.api
 
-    return {"workspace": "HEAD", **{row["Experiment"]: row["rev"]
-                                   for row in dvc.api.exp_show(repo=str(repo))}}
+    repo = project.repo
+    command = (sys.executable, "-m", "transfer.study", "--jobs", "2")
+    first = run(repo, *command)
+    papers = [{p: (repo / p).read_bytes() for p in PAPERS}]
+    again = run(repo, *command)
+    papers.append({p: (repo / p).read_bytes() for p in PAPERS})
+    revs = {row["Experiment"]: row["rev"] for row in dvc.api.exp_show(repo=str(repo))}
+    return {"first": first, "again": again, "papers": papers, "revs": {"workspace": "HEAD", **revs},
+            "results": json.loads((repo / "study/results.json").read_text())}
+
+
+PAPERS = ("report/paper.md", "report/paper.html", "report/paper.pdf")
+STUDY = ("data-1", "data-10", "data-100")
 
 
 def committed(project: Project, rev: str, path: str) -> str:
@@ -428,12 +429,59 @@ def committed(project: Project, rev: str, path: str) -> str:
     return run(project.repo, "git", "show", f"{rev}:{path}")
 
 
-def test_queued_variants_run_in_parallel_give_the_sequential_results(project, queued):
-    """The queued variants, run by two workers at once, equal the runs made one after the
-    other."""
-    for name in ("lr-high", "dropout-half"):
-        assert ([committed(project, queued[f"q-{name}"], path) for path in RESULTS[:3]] ==
-                [committed(project, queued[name], path) for path in RESULTS[:3]])
+def test_study_runs_are_experiments_and_a_rerun_recomputes_nothing(project, study):
+    """Each run of the study is an ordinary experiment of the commit, queued and run by DVC;
+    the one equal to the committed baseline runs no stage; the gathered results are the
+    experiments' own metrics; the second call queues nothing and `dvc repro` runs nothing."""
+    repo = project.repo
+    assert all(f"study: {name} queued" in study["first"] for name in STUDY)
+    assert set(STUDY) <= set(study["revs"])
+    logs = run(repo, "dvc", "queue", "logs", "data-100")  # the committed baseline's params
+    assert "Running stage" not in logs and logs.count("didn't change, skipping") == 5, logs
+    rows = {r["name"]: r for r in study["results"]["runs"]}
+    for name in STUDY:
+        metrics = json.loads(committed(project, study["revs"][name], "metrics/evaluate.json"))
+        assert rows[name]["finetuned"]["accuracy"] == metrics["finetuned"]["accuracy"]
+        assert rows[name]["finetuned"]["count"] == 9
+        assert rows[name]["this_paper"] == (name == "data-100")
+    assert [r["fraction"] for r in study["results"]["runs"]] == [0.01, 0.1, 1.0]
+    assert len(study["results"]["pairs"]) == 3  # one test set
+    assert all(f"study: {name} is up to date" in study["again"] for name in STUDY)
+    assert "study/results.json unchanged" in study["again"] and not ran(study["again"])
+    assert study["papers"][0] == study["papers"][1]
+
+
+def test_study_is_in_every_paper(project, study):
+    """The study's table (each run with its params, accuracies and Wilson interval, this
+    paper's run marked), its notes, its figure and one McNemar line per pair are in the
+    Markdown, HTML and PDF papers; the experiment table does not list the study's runs."""
+    from pypdf import PdfReader
+
+    report = project.repo / "report"
+    paper = (report / "paper.md").read_text()
+    section = paper.split("### Study\n")[1].split("### Experiments\n")[0]
+    rows = {r["name"]: r for r in study["results"]["runs"]}
+    for name, fraction in zip(STUDY, ("0.01", "0.1", "1")):
+        tuned = rows[name]["finetuned"]
+        low, high = wilson_interval(tuned["correct"], tuned["count"])
+        label = f"{name} (this paper)" if name == "data-100" else name
+        assert (f"| {label} | data.fraction={fraction} | "
+                f"{100 * rows[name]['head']['accuracy']:.1f}% | {100 * tuned['accuracy']:.1f}% | "
+                f"{100 * low:.1f}% – {100 * high:.1f}% |") in section, name
+    assert "**data-10.** A tenth of the data." in section and paper.count("A tenth") == 1
+    assert "](figures/study.png)" in section and (report / "figures/study.png").is_file()
+    assert len(re.findall(r"^- data-\d+ against data-\d+: ", section, flags=re.M)) == 3
+    experiments = paper.split("### Experiments\n")[1].split("## Discussion")[0]
+    assert "data-1" not in experiments and "lr-high" in experiments
+    html = (report / "paper.html").read_text()
+    assert "The study’s runs" in html or "The study's runs" in html
+    assert re.search(r"<td[^>]*>data-100 \(this paper\)</td>", html)
+    assert html.count('alt="The study') == 1
+    reader = PdfReader(report / "paper.pdf")
+    text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    assert "Study" in text and "data-100 (this paper)" in text and "A tenth of the data." in text
+    figures = re.findall(r"^!\[[^\]]*\]\((figures/[^)]+)\)$", paper, flags=re.M)
+    assert len([i for page in reader.pages for i in page.images]) == len(figures)
 
 
 def tensorboard_accuracy(run_dir: Path) -> tuple[list[int], list[float]]:
@@ -446,13 +494,15 @@ def tensorboard_accuracy(run_dir: Path) -> tuple[list[int], list[float]]:
     return [e.step for e in scalars], [float(make_ndarray(e.tensor_proto)) for e in scalars]
 
 
-def test_tensorboard_gathers_both_phases_of_every_run(project, queued):
+def test_tensorboard_gathers_both_phases_of_every_run(project, study):
     """`logs/` of the main repository holds `train` and `finetune` logs of the plain repro and of
-    every experiment, queued ones included, and their curves are the ones DVCLive recorded."""
+    every experiment that trained, queued ones included (data-100 came from the run cache), and
+    their curves are the ones DVCLive recorded."""
     logs = project.repo / "logs"
     assert {p.name for p in logs.iterdir()} == {"workspace", "lr-high", "dropout-half",
-                                                "q-lr-high", "q-dropout-half"}
-    for name in ("lr-high", "q-dropout-half", "workspace"):
+                                                "data-1", "data-10"}
+    queued = study["revs"]
+    for name in ("lr-high", "data-10", "workspace"):
         for stage in ("train", "finetune"):
             rows = committed(project, queued[name],
                              f"dvclive/{stage}/plots/metrics/eval/accuracy.tsv").split()[2:]

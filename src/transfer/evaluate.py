@@ -29,6 +29,7 @@ from transfer.paths import (
     HEAD,
     PREDICTIONS,
     PREPARED,
+    STAGE_TIMES,
 )
 from transfer.runtime import atomic_path, read_json, run_stage, save_model, write_json
 
@@ -91,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, STAGE_TIMES / "evaluate.json")

@@ -25,7 +25,15 @@ from transfer import engines, feature_shards
 from transfer.backbones import build_extractor
 from transfer.data import SPLITS, load_split
 from transfer.params import Params, load_params
-from transfer.paths import DATASET, EXTRACTOR, FEATURES, FEATURES_METRICS, PREPARED, SHARDS
+from transfer.paths import (
+    DATASET,
+    EXTRACTOR,
+    FEATURES,
+    FEATURES_METRICS,
+    PREPARED,
+    SHARDS,
+    STAGE_TIMES,
+)
 from transfer.precision import in_precision
 from transfer.runtime import (
     atomic_path,
@@ -136,4 +144,5 @@ def main(argv: Sequence[str] = ()) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(lambda: main(sys.argv[1:]))
+    run_stage(lambda: main(sys.argv[1:]),
+              None if "--shard" in " ".join(sys.argv) else STAGE_TIMES / "features.json")

@@ -29,7 +29,7 @@ from transfer.data import (
     write_images,
 )
 from transfer.params import DataParams, ModelParams, load_params
-from transfer.paths import CLASSES, DATASET, PREPARED
+from transfer.paths import CLASSES, DATASET, PREPARED, STAGE_TIMES
 from transfer.runtime import UserError, atomic_path, downloading, run_stage, write_json
 
 SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
@@ -150,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, STAGE_TIMES / "fetch.json")

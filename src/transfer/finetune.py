@@ -31,7 +31,15 @@ from transfer.batches import Batches
 from transfer.data import load_split
 from transfer.fitting import fit_logged
 from transfer.params import AugmentParams, FinetuneParams, Params, load_params
-from transfer.paths import EXTRACTOR, FINETUNE_LIVE, FINETUNED, HEAD, PREPARED, TRAIN_LIVE
+from transfer.paths import (
+    EXTRACTOR,
+    FINETUNE_LIVE,
+    FINETUNED,
+    HEAD,
+    PREPARED,
+    STAGE_TIMES,
+    TRAIN_LIVE,
+)
 from transfer.precision import in_precision
 from transfer.runtime import read_json, run_stage, save_model, seed_everything, write_json
 
@@ -178,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, STAGE_TIMES / "finetune.json")

@@ -288,6 +288,12 @@ def load_params(path: Path = PARAMS) -> Params:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ParamError(f"params.yaml must be a mapping, got {raw!r}")
+    return parse_params(raw)
+
+
+def parse_params(raw: dict) -> Params:
+    """Type-check and validate params given as a mapping; raise ParamError on the first
+    problem."""
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

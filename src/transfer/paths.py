@@ -6,6 +6,10 @@ Stages read each other's outputs through these names only; they never import eac
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+STAGE_TIMES = Path("metrics/time")  # <stage>.json: the stage's wall seconds and peak memory
+STUDY = Path("study")  # runs.yaml: the study's runs (transfer.study); results.json: their results
+STUDY_RUNS = STUDY / "runs.yaml"
+STUDY_RESULTS = STUDY / "results.json"
 
 # fetch
 PREPARED = Path("data/prepared")  # {train,val,test}_{x,y}.npy: uint8 images, int labels

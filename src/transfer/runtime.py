@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transfer.startup import STARTED
+
 if TYPE_CHECKING:
     import keras
 
@@ -30,20 +32,24 @@ class ParamError(UserError):
     """A value in params.yaml that is missing, unknown, of the wrong type or out of range."""
 
 
-def run_stage(main: Callable[[], None]) -> None:
+def run_stage(main: Callable[[], None], record: Path | None = None) -> None:
     """Run a stage's `main`, turning a UserError into a one-line message and exit code 2.
 
-    On success, prints the stage's wall time and peak resident memory.
+    On success, prints the stage's wall time (from the package's import, TensorFlow's start-up
+    included) and peak resident memory, and writes both to `record` (a stage's
+    `metrics/time/<stage>.json`) when given.
     """
-    start = time.perf_counter()
     try:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    seconds = time.perf_counter() - STARTED
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"{Path(sys.argv[0]).stem}: {time.perf_counter() - start:.1f} s wall, "
-          f"peak memory {peak_gb:.2f} GB", file=sys.stderr)
+    if record is not None:
+        write_json(record, {"seconds": round(seconds, 1), "peak_memory_gb": round(peak_gb, 2)})
+    print(f"{Path(sys.argv[0]).stem}: {seconds:.1f} s wall, peak memory {peak_gb:.2f} GB",
+          file=sys.stderr)
 
 
 @contextlib.contextmanager

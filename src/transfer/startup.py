@@ -16,8 +16,11 @@ import importlib.machinery
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from types import ModuleType
+
+STARTED = time.perf_counter()  # the package's first import: a stage's wall time counts from here
 
 SHOW = "TRANSFER_TF_LOGS"  # environment variable: 1 shows TensorFlow's start-up lines
 

@@ -14,7 +14,7 @@ from transfer import distribute, recipe
 from transfer.fitting import fit_logged
 from transfer.heads import build_head
 from transfer.params import load_params
-from transfer.paths import CLASSES, FEATURES, HEAD, TRAIN_LIVE
+from transfer.paths import CLASSES, FEATURES, HEAD, STAGE_TIMES, TRAIN_LIVE
 from transfer.runtime import atomic_path, pin_keras_archive, read_json, run_stage, seed_everything
 
 
@@ -50,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, STAGE_TIMES / "train.json")

@@ -13,11 +13,19 @@ from pathlib import Path
 
 import yaml
 
-from transfer.paths import EVALUATION, FEATURES_METRICS, FINETUNE_LIVE, PARAMS, TRAIN_LIVE
+from transfer.paths import (
+    EVALUATION,
+    FEATURES_METRICS,
+    FINETUNE_LIVE,
+    PARAMS,
+    STAGE_TIMES,
+    TRAIN_LIVE,
+)
 from transfer.runtime import read_json
 
+RUN_STAGES = ("fetch", "features", "train", "finetune", "evaluate")  # a run's wall time
 METRICS_FILES = (FEATURES_METRICS, TRAIN_LIVE / "metrics.json", FINETUNE_LIVE / "metrics.json",
-                 EVALUATION)
+                 EVALUATION, *(STAGE_TIMES / f"{stage}.json" for stage in RUN_STAGES))
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,19 @@ class Experiment:
             return float(value)
         except (TypeError, ValueError):
             return None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has test results of its own: not queued, running or failed (DVC
+        shows a failed queued run with the metrics of the commit it started from)."""
+        return self.values.get("State") not in ("Queued", "Running", "Failed") and \
+            self.metric(EVALUATION, "finetuned.accuracy") is not None
+
+    def seconds(self) -> float | None:
+        """Wall time of the run, fetch to evaluate (each stage's `metrics/time`); None if a
+        stage's is missing."""
+        times = [self.metric(STAGE_TIMES / f"{stage}.json", "seconds") for stage in RUN_STAGES]
+        return None if None in times else round(sum(times), 1)
 
     def changed_params(self, baseline: Experiment, keys: Iterable[str]) -> str:
         """`key=value` for each param in `keys` whose value differs from the baseline's."""
@@ -109,8 +130,7 @@ def experiment_log() -> list[Experiment]:
         name = row["Experiment"] or ("this run" if current else row["rev"])
         log.append(Experiment(name, row, current=current,
                               baseline=not (current or row["Experiment"])))
-    log = [e for e in log if e.current or e.baseline
-           or e.metric(EVALUATION, "finetuned.accuracy") is not None]
+    log = [e for e in log if e.current or e.baseline or e.finished]
     return sorted(merge_current(log), key=lambda e: (e.current, not e.baseline))
 
 

@@ -109,15 +109,40 @@ def per_class_accuracy(classes: Sequence[str], head: Sequence[float],
     save(fig, path)
 
 
-def accuracy_vs_compute(names: Sequence[str], seconds: Sequence[float], head: Sequence[float],
-                        finetuned: Sequence[float], path: Path) -> None:
-    """Test accuracy of each experiment against the time its feature extraction took."""
+def accuracy_vs_time(names: Sequence[str], minutes: Sequence[float], head: Sequence[float],
+                     finetuned: Sequence[float], path: Path) -> None:
+    """Test accuracy of each run, head and fine-tuned, against its wall time."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.scatter(seconds, head, color=HEAD, label="head only", zorder=3)
-    ax.scatter(seconds, finetuned, color=FINETUNED, label="fine-tuned", zorder=3)
-    for name, x, y in zip(names, seconds, finetuned):
+    ax.scatter(minutes, head, color=HEAD, label="head only", zorder=3)
+    ax.scatter(minutes, finetuned, color=FINETUNED, label="fine-tuned", zorder=3)
+    for name, x, y in zip(names, minutes, finetuned):
         ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
-    ax.set_xlabel("feature extraction time (s)")
+    ax.set_xlabel("wall time, fetch to evaluate (min)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def accuracy_vs_fraction(fractions: Sequence[float], head: Sequence[float],
+                         finetuned: Sequence[float], marked: Sequence[bool], path: Path) -> None:
+    """Test accuracy against the share of the training data used, head and fine-tuned as two
+    lines (log scale); the runs in `marked` ringed."""
+    order = np.argsort(fractions)
+    x = np.asarray(fractions, dtype=float)[order] * 100
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for values, color, label in ((head, HEAD, "head on the frozen base"),
+                                 (finetuned, FINETUNED, "fine-tuned")):
+        y = np.asarray(values, dtype=float)[order]
+        ax.plot(x, y, marker="o", color=color, label=label, zorder=3)
+        ringed = np.asarray(marked, dtype=bool)[order]
+        ax.scatter(x[ringed], y[ringed], s=140, facecolors="none", edgecolors="black",
+                   zorder=4, label="this paper's run" if label == "fine-tuned" else None)
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}%" for v in x])
+    ax.minorticks_off()
+    ax.set_xlabel("share of the training data")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -37,6 +37,7 @@ from transfer.paper.experiments import (
 )
 from transfer.paper.notes import read_notes
 from transfer.paper.stats import mcnemar_p, wilson_interval
+from transfer.paper.study import study_section
 from transfer.paper.wording import Table, percent, render
 from transfer.params import Params, load_params
 from transfer.paths import (
@@ -56,6 +57,7 @@ from transfer.paths import (
     PREPARED,
     REPORT,
     SITE,
+    STAGE_TIMES,
     TEMPLATES,
     TRAIN_LIVE,
 )
@@ -102,31 +104,31 @@ def dataset_name(params: Params, classes: list[str]) -> str:
 
 
 def experiments_table(log: list[Experiment], raw: dict, figures: Path) -> Table:
-    """One row per experiment: name, changed params, validation and test accuracy, time."""
+    """One row per experiment: name, changed params, validation and test accuracy, wall time."""
     baseline = next((e for e in log if e.baseline), log[-1])
     keys = [k for k in flatten(raw) if not k.startswith("report.")]
     rows = []
     for e in log:
         changed = "(baseline)" if e.baseline else e.changed_params(baseline, keys) or "none"
-        seconds = e.metric(FEATURES_METRICS, "seconds")
+        seconds = e.seconds()
         rows.append([e.label, changed,
                      percent(e.metric(TRAIN_LIVE / "metrics.json", "best_val_accuracy")),
                      percent(e.metric(FINETUNE_LIVE / "metrics.json", "best_val_accuracy")),
                      percent(e.metric(EVALUATION, "head.accuracy")),
                      percent(e.metric(EVALUATION, "finetuned.accuracy")),
-                     "—" if seconds is None else f"{seconds:.1f}"])
-    plotted = [e for e in log if e.metric(FEATURES_METRICS, "seconds") is not None
+                     "—" if seconds is None else f"{seconds / 60:.1f}"])
+    plotted = [e for e in log if e.seconds() is not None
                and e.metric(EVALUATION, "finetuned.accuracy") is not None]
-    plots.accuracy_vs_compute([e.label for e in plotted],
-                              [e.metric(FEATURES_METRICS, "seconds") for e in plotted],
-                              [e.metric(EVALUATION, "head.accuracy") for e in plotted],
-                              [e.metric(EVALUATION, "finetuned.accuracy") for e in plotted],
-                              figures / "accuracy-vs-compute.png")
+    plots.accuracy_vs_time([e.label for e in plotted], [e.seconds() / 60 for e in plotted],
+                           [e.metric(EVALUATION, "head.accuracy") for e in plotted],
+                           [e.metric(EVALUATION, "finetuned.accuracy") for e in plotted],
+                           figures / "accuracy-vs-time.png")
     header = ["experiment", "changed params", "val. acc. head", "val. acc. fine-tuned",
-              "test acc. head", "test acc. fine-tuned", "feature extraction (s)"]
+              "test acc. head", "test acc. fine-tuned", "wall time (min)"]
     return Table("The experiment log of this commit (`dvc exp show`): params that differ from "
                  "the baseline, best validation accuracy and test accuracy of both phases, and "
-                 "the feature-extraction time.", header, rows, "table-experiments.png")
+                 "the run's wall time from fetch to evaluate.", header, rows,
+                 "table-experiments.png")
 
 
 def title(params: Params, dataset: str) -> str:
@@ -262,6 +264,8 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
             "table-confused.png"),
         "experiments": experiments_table(values["experiments"], raw, figures),
     }
+    if values["study"]:
+        found["study"] = values["study"]["table"]
     for table in found.values():
         if table.rows:
             plots.table_image(table.header, table.rows, figures / table.image)
@@ -293,6 +297,7 @@ def context(params: Params, figures: Path) -> dict:
     prepared = read_json(DATASET)
     counts = {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}
     run = as_run(params, prepared, counts["train"])
+    study = study_section(figures)
     values = {
         "p": run, "auto": {"input_size": params.model.input_size == "auto",
                            "finetune": "auto" in (params.finetune.batch_size,
@@ -304,7 +309,9 @@ def context(params: Params, figures: Path) -> dict:
                                                    run.model.input_size, run.finetune.epochs),
         "backbone_origin": origin(params.model.backbone),
         "counts": counts, "prepared": prepared,
-        "features": read_json(FEATURES_METRICS), "experiments": experiment_log(),
+        "features": read_json(FEATURES_METRICS), "study": study,
+        "experiments": [e for e in experiment_log()  # the study's runs have their own table
+                        if not study or e.name not in study["names"]],
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
         **evaluation(params, classes, predictions), **draw_curves(figures),
     }
@@ -364,4 +371,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, STAGE_TIMES / "report.json")
