@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
+import warnings
 from pathlib import Path
 
 import keras
@@ -188,6 +190,20 @@ def test_exif_rotation_is_applied_in_fetch_and_predict(workdir, tmp_path, monkey
                         lambda images, *args: shown.extend(images))
     predict.main([str(image), "--model", "model.keras", "--plot", "p.png"])
     assert upright(shown[0])
+
+
+def test_a_cut_short_exif_tag_decodes_without_a_warning(tmp_path):
+    """A JPEG whose EXIF tag claims more bytes than the block holds (as some Food-101 photos
+    do) decodes to its pixels, with no PIL warning on the console."""
+    entry = struct.pack("<HHII", 0x010F, 2, 1000, 26)  # Make: 1000 ASCII bytes, past the end
+    blob = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + \
+        b"\x00" * 4
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (20, 10), (200, 0, 0)).save(path, exif=blob, quality=95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels = decode_image(path, 10)
+    assert pixels.shape == (10, 10, 3) and pixels[..., 0].mean() > 180
 
 
 # --- names and errors -----------------------------------------------------------------------------

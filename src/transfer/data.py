@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -209,9 +210,13 @@ def decode_image(path: Path, size: int, hint: str = "", resize: str = "crop") ->
     """Decode one image file, upright by its EXIF orientation, to RGB uint8 (size, size, 3) as
     `to_rgb_array` does; a corrupt file raises DataError (its message ends with `hint`)."""
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))
-            return to_rgb_array(ImageOps.exif_transpose(image), size, resize)
+        with warnings.catch_warnings():
+            # A photo's EXIF block may be cut short (Food-101 has such files); only its
+            # orientation is used here, the pixels are intact, so PIL's note on it is dropped.
+            warnings.filterwarnings("ignore", "Tag data larger than file", UserWarning)
+            with Image.open(path) as image:
+                image.draft("RGB", (size, size))
+                return to_rgb_array(ImageOps.exif_transpose(image), size, resize)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot decode image ({e}){hint}") from e
 
