@@ -1,7 +1,7 @@
 """Accuracy levers on the validation split: each variant of the fine-tuning recipe, one run.
 
     python bench/accuracy_levers.py [--data PATH] [--fraction 0.3] [--defaults]
-        [--out bench/tuning.md]
+        [--only WORD ...] [--out bench/tuning.md]
 
 One project copy on a stratified `--fraction` of CIFAR-10 (its own validation split, 10% of
 it), EfficientNetLite0 with ImageNet weights at 96 px: `fetch`, `features` and `train` run once,
@@ -9,8 +9,10 @@ then `finetune` once per variant of VARIANTS (`dvc repro finetune` after a param
 fine-tuned model is also scored on validation with flip test-time augmentation and at larger
 test-time input sizes (the same weights, a larger Resizing). The test set is never read.
 `--defaults` runs the project's defaults alone on the dataset as it is (any image folder, the
-input size `auto`), to check the test-time levers on photos. Writes the section
-"accuracy-levers" (with `--defaults`: "accuracy-levers-<dataset>") of `--out`.
+input size `auto`), to check the test-time levers on photos. A variant that changes the input
+size also reruns `features` and `train` (its seconds include them). Writes the section
+"accuracy-levers" (with `--defaults`: "accuracy-levers-<dataset>"; with `--only`:
+"accuracy-levers-<words>") of `--out`.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E4
 from transfer.runtime import device_description  # noqa: E402
 
 TEST_SIZES = (112, 128)
-VARIANTS = [  # (name, finetune params over the baseline)
+VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 px])
     ("baseline: 2 epochs at 96 px", {"epochs": 2}),
     ("label smoothing 0.1", {"epochs": 2, "label_smoothing": 0.1}),
     ("progressive 64 -> 96 px, 2 epochs", {"epochs": 2, "start_size": 64}),
     ("progressive 64 -> 96 px, 3 epochs", {"epochs": 3, "start_size": 64}),
     ("3 epochs at 96 px", {"epochs": 3}),
+    ("2 epochs at 128 px", {"epochs": 2}, {"input_size": 128}),
+    ("3 epochs at 128 px", {"epochs": 3}, {"input_size": 128}),
 ]
 
 
@@ -79,8 +83,11 @@ def main() -> None:
     parser.add_argument("--defaults", action="store_true",
                         help="the defaults alone, input size auto (photos)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    parser.add_argument("--only", nargs="*", default=[], metavar="WORD",
+                        help="run only the variants whose name contains one of these words")
     args = parser.parse_args()
-    variants = [("the defaults", {})] if args.defaults else VARIANTS
+    variants = [("the defaults", {})] if args.defaults else [
+        v for v in VARIANTS if not args.only or any(word in v[0] for word in args.only)]
     dataset = re.sub(r"(\.tar\.gz|\.zip)$", "", args.data.name)
     begin = time.perf_counter()
     rows = []
@@ -91,9 +98,11 @@ def main() -> None:
         repo = project(Path(work), data, {"data": {"fraction": args.fraction}, "model": model})
         run(repo, "dvc", "repro", "train")
         n_train = len(np.load(repo / "data/prepared/train_y.npy"))
-        for name, change in variants:
+        for name, change, *model_change in variants:
             params = yaml.safe_load((repo / "params.yaml").read_text())
             params["finetune"].update({"label_smoothing": 0.0, "start_size": None, **change})
+            params["model"].update({"input_size": model["input_size"], **next(
+                iter(model_change), {})})
             (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             _, seconds = run(repo, "dvc", "repro", "finetune")
             scores = val_scores(repo)
@@ -106,7 +115,8 @@ def main() -> None:
         f"{device_description()}",
         "",
         f"`python bench/accuracy_levers.py --data {args.data.name} --fraction {args.fraction}"
-        f"{' --defaults' if args.defaults else ''}`, "
+        f"{' --defaults' if args.defaults else ''}"
+        f"{''.join(f' --only {w!r}' for w in args.only)}`, "
         f"{time.perf_counter() - begin:.0f} s in all. One run each, validation split only "
         f"(the test set is not read); `finetune` seconds include its start-up and its "
         f"validation passes. {n_train} training images.",
@@ -116,8 +126,9 @@ def main() -> None:
         *(f"| {name} | {seconds:.0f} | {' | '.join(f'{s[c]:.2%}' for c in columns)} |"
           for name, seconds, s in rows)])
     print(text)
-    write_section(args.out, f"accuracy-levers-{dataset}" if args.defaults else "accuracy-levers",
-                  text)
+    section = ("accuracy-levers" + (f"-{dataset}" if args.defaults else "")
+               + "".join(f"-{re.sub(r'[^a-z0-9]+', '-', w.lower())}" for w in args.only))
+    write_section(args.out, section, text)
 
 
 if __name__ == "__main__":

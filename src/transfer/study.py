@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import re
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def gather(runs: dict[str, dict], raw_params: dict) -> dict:
     missing = [name for name in runs if name not in done or not done[name].finished]
     if missing:
         raise UserError(f"study: run {missing[0]} has no results: {failure(missing[0])}")
-    workspace = flatten(raw_params)
+    workspace = {k: v for k, v in flatten(raw_params).items() if not k.startswith("report.")}
     rows, answers = [], {}
     for name, overrides in runs.items():
         e = done[name]
@@ -159,8 +160,7 @@ def gather(runs: dict[str, dict], raw_params: dict) -> dict:
             "changed": overrides,
             "fraction": float(e.values["data.fraction"]),
             "seconds": e.seconds(),
-            "this_paper": all(format_value(e.values.get(k)) == format_value(v)
-                              for k, v in workspace.items() if not k.startswith("report.")),
+            "this_paper": same_params(e, workspace),
             **{model: {"accuracy": e.metric(EVALUATION, f"{model}.accuracy"),
                        **{key: int(e.metric(EVALUATION, f"{model}.{key}"))
                           for key in ("correct", "count")}}
@@ -178,8 +178,6 @@ def gather(runs: dict[str, dict], raw_params: dict) -> dict:
 
 def write_results(results: dict) -> bool:
     """Write study/results.json if its content changed; whether it did."""
-    import json
-
     text = json.dumps(results, indent=2, sort_keys=True) + "\n"
     if STUDY_RESULTS.is_file() and STUDY_RESULTS.read_text() == text:
         return False
