@@ -136,8 +136,10 @@ def experiment_log() -> list[Experiment]:
 
 def merge_current(log: list[Experiment]) -> list[Experiment]:
     """Name this run after the experiment whose params and metrics it has, if any, and list
-    that experiment once."""
-    keys = list(dict.fromkeys(n for key in current_run() for n in (key, key.split(":")[-1])))
+    that experiment once. The stages' times are not compared: a stage restored from the run
+    cache has the same results but may have run again (`fetch`)."""
+    keys = list(dict.fromkeys(n for key in current_run() if not key.startswith(str(STAGE_TIMES))
+                              for n in (key, key.split(":")[-1])))
 
     def results(e: Experiment) -> list:
         return [e.values.get(k) for k in keys]

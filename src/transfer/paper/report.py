@@ -262,8 +262,9 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
             ["true class", "predicted as", "images", "share of the class"],
             [[a, p, f"{n:,}", percent(n / actual[a])] for (a, p), n in values["confused"]],
             "table-confused.png"),
-        "experiments": experiments_table(values["experiments"], raw, figures),
     }
+    if any(not e.baseline for e in values["experiments"]):  # else nothing to compare
+        found["experiments"] = experiments_table(values["experiments"], raw, figures)
     if values["study"]:
         found["study"] = values["study"]["table"]
     for table in found.values():
