@@ -13,7 +13,7 @@ from conftest import ROOT
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.paper.study import study_section
 from transfer.runtime import UserError
-from transfer.study import load_study, merged, nested
+from transfer.study import load_study, merged, nested, typed
 
 
 @pytest.fixture
@@ -35,6 +35,14 @@ def test_overrides_merge_into_the_params():
     """Dotted keys become nested ones and replace only their own value."""
     assert merged({"a": {"b": 1, "c": 2}, "d": 3}, nested({"a.b": 5})) == \
         {"a": {"b": 5, "c": 2}, "d": 3}
+
+
+@pytest.mark.parametrize("value", [1.0, 0.01, 64, True, None, "auto", "null", "1e-3", "a b"])
+def test_overrides_reach_dvc_as_the_same_yaml_value(value):
+    """`-S key=<typed(value)>` makes DVC write `value` itself: 1.0 stays a float (as 1 it
+    would change DVC's run-cache key), a string that looks like null stays a string."""
+    parsed = yaml.safe_load(typed(value))
+    assert parsed == value and type(parsed) is type(value)
 
 
 @pytest.mark.parametrize("text, message", [

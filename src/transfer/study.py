@@ -109,6 +109,14 @@ def same_params(e: Experiment, expected: dict) -> bool:
     return all(format_value(e.values.get(k)) == format_value(v) for k, v in expected.items())
 
 
+def typed(value: object) -> str:
+    """`value` as `dvc exp run -S` must get it to write the same YAML value (1.0 stays a float,
+    so the run's params, and DVC's run-cache keys, equal those of params.yaml)."""
+    if isinstance(value, str) and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value)
+
+
 def queue_runs(runs: dict[str, dict], raw_params: dict, force: bool) -> list[str]:
     """Queue each run not already done with its params; the names queued."""
     done = experiments()
@@ -121,7 +129,7 @@ def queue_runs(runs: dict[str, dict], raw_params: dict, force: bool) -> list[str
             continue
         if old:
             dvc("exp", "remove", name, quiet=True)
-        sets = [a for k, v in overrides.items() for a in ("-S", f"{k}={format_value(v)}")]
+        sets = [a for k, v in overrides.items() for a in ("-S", f"{k}={typed(v)}")]
         dvc("exp", "run", "--queue", "--name", name, *(["--force"] if force else []), *sets,
             "evaluate", quiet=True)
         print(f"study: {name} queued ({', '.join(sets[1::2]) or 'params.yaml as it is'})")
