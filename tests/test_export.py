@@ -2,31 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import yaml
 from conftest import hand_built_features, run_stages, tiny_params, write_params
 
 from transfer import preprocess_data
 from transfer.runtime import read_json, save_model
 
-
 # ResNet50: "caffe" preprocessing, the one with a channel swap; every family's preprocessing is
 # checked against keras.applications in test_backbones (DenseNet121 and ResNet50V2 here took
 # 2.5 minutes of CI for no other check).
-@pytest.mark.parametrize("backbone", ["ResNet50"])
-def test_h5_round_trip_and_consistency(workdir, cifar_like_folder, backbone):
+BACKBONE = "ResNet50"
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory, cifar_like_folder) -> Path:
+    """A project run from fetch to finetune once (ResNet50 at 40 px, its top 3 layers tuned);
+    each test copies it and runs `evaluate` with its own `evaluate.flip`."""
+    root = tmp_path_factory.mktemp("fine-tuned")
+    with contextlib.chdir(root):
+        write_params(root, **tiny_params(
+            cifar_like_folder, data={"image_size": 32, "val_split": 0.2},
+            model={"backbone": BACKBONE, "input_size": 40}, finetune={"layers": 3}))
+        run_stages("fetch", "features", "train", "finetune")
+    return root
+
+
+def evaluated(run: Path, workdir: Path, flip: bool) -> None:
+    """`run` copied into `workdir`, then its `evaluate` stage with `evaluate.flip = flip`."""
+    shutil.copytree(run, workdir, dirs_exist_ok=True)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["evaluate"]["flip"] = flip
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_stages("evaluate")
+
+
+def test_h5_round_trip_and_consistency(workdir, fine_tuned):
     """cifar10.h5 evaluates like the pipeline's metrics; its base matches the cached features
     and a hand-built `base(preprocess_input(resize(x)))`."""
-    write_params(workdir, **tiny_params(
-        cifar_like_folder, data={"image_size": 32, "val_split": 0.2},
-        model={"backbone": backbone, "input_size": 40}, finetune={"layers": 3},
-        evaluate={"flip": False}))  # the base is then one path (flips: the test below)
-    run_stages("fetch", "features", "train", "finetune", "evaluate")
+    evaluated(fine_tuned, workdir, flip=False)  # the base is then one path (flips: below)
     x_test, y_test = np.load("data/prepared/test_x.npy"), np.load("data/prepared/test_y.npy")
 
     X_p, Y_p = preprocess_data(x_test, y_test)
@@ -42,7 +65,7 @@ def test_h5_round_trip_and_consistency(workdir, cifar_like_folder, backbone):
     base = keras.Model(model.input, model.get_layer("head").input)
     exported = base.predict(X_p, verbose=0)
     assert exported.std() > 1e-4, "degenerate features: the comparison would prove nothing"
-    np.testing.assert_allclose(exported, hand_built_features(model, backbone, 40, x_test),
+    np.testing.assert_allclose(exported, hand_built_features(model, BACKBONE, 40, x_test),
                                rtol=1e-4, atol=1e-4 * np.abs(exported).max())
     extractor = keras.models.load_model("models/extractor.keras")  # the base before fine-tuning
     assert_features_equal(np.load("features/test_x.npy"), extractor.predict(X_p, verbose=0))
@@ -73,14 +96,11 @@ def test_h5_without_finetuning_serves_the_cached_features(workdir, cifar_like_fo
     assert out.stdout.strip().endswith("(1, 10)")
 
 
-def test_flip_averaging_in_the_exported_model(workdir, cifar_like_folder):
+def test_flip_averaging_in_the_exported_model(workdir, fine_tuned):
     """With evaluate.flip, cifar10.h5 and model.keras give the mean of the fine-tuned model's
     probabilities on each image and its mirror, the pipeline's metrics are theirs, and a plain
     Python with only Keras loads the .h5."""
-    write_params(workdir, **tiny_params(cifar_like_folder, data={"image_size": 32},
-                                        model={"backbone": "EfficientNetLite0", "input_size": 40},
-                                        finetune={"layers": 3}))
-    run_stages("fetch", "features", "train", "finetune", "evaluate")
+    evaluated(fine_tuned, workdir, flip=True)
     x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
                                      np.load("data/prepared/test_y.npy"))
     tuned = keras.models.load_model("models/finetuned.keras")

@@ -3,8 +3,10 @@ outside any git repository."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -64,17 +66,28 @@ def test_every_backbone_family_has_its_paper():
         assert entry["url"].startswith("https://") and entry["cite"] and entry["text"]
 
 
-def test_paper_outside_git_with_fine_tuning_skipped(workdir, tiny_folder):
+@pytest.fixture(scope="module")
+def skipped_run(tmp_path_factory, tiny_folder) -> Path:
+    """A project run from fetch to evaluate once, outside git, fine-tuning skipped; each test
+    copies it, writes its own notes and renders the paper."""
+    root = tmp_path_factory.mktemp("skipped")
+    with contextlib.chdir(root):
+        write_params(root, **tiny_params(tiny_folder, finetune={"layers": 0},
+                                         report={"author": "Ada Lovelace", "date": "1843"}))
+        run_stages("fetch", "features", "train", "finetune", "evaluate")
+    shutil.copytree(ROOT / "report/templates", root / "report/templates")
+    return root
+
+
+def test_paper_outside_git_with_fine_tuning_skipped(workdir, skipped_run):
     """Without git or DVC the experiment table holds this run alone; a skipped fine-tuning is
     said so; the data's layout and stored size are; the author's notes land in their sections;
     rendering twice gives the same bytes."""
-    write_params(workdir, **tiny_params(tiny_folder, finetune={"layers": 0},
-                                        report={"author": "Ada Lovelace", "date": "1843"}))
-    shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
+    shutil.copytree(skipped_run, workdir, dirs_exist_ok=True)
     (workdir / "report/notes.md").write_text(
         "## Motivation\nCats against foxes.\n\n## this run\nThe only run.\n\n"
         "## Caveats\nTiny data.\n")
-    run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
+    run_stages("report")
     paper = (workdir / "report/paper.md").read_text()
     assert "**Ada Lovelace**" in paper and "\n1843\n" in paper
     assert "Fine-tuning was skipped" in paper and "fine-tuning starts" not in paper
@@ -202,16 +215,15 @@ PIECES = ["Level-one section text", "A nested list follows", "First ordered item
           "fenced code here", "Column head", "Cell text one", "link text here"]
 
 
-def test_every_markdown_construct_of_the_notes_reaches_every_paper(workdir, tiny_folder):
+def test_every_markdown_construct_of_the_notes_reaches_every_paper(workdir, skipped_run):
     """Headings of every level, nested lists, a block quote, a footnote, fenced code, a table,
     a link and an image in notes.md all appear in paper.md, paper.html and paper.pdf, in order;
     the nested list is nested in the HTML and indented in the PDF."""
     from pypdf import PdfReader
 
-    write_params(workdir, **tiny_params(tiny_folder, finetune={"layers": 0}))
-    shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
+    shutil.copytree(skipped_run, workdir, dirs_exist_ok=True)
     (workdir / "report/notes.md").write_text(NOTES_WITH_EVERYTHING)
-    run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
+    run_stages("report")
     markdown = (workdir / "report/paper.md").read_text()
     html = (workdir / "report/paper.html").read_text()
     reader = PdfReader(workdir / "report/paper.pdf")
