@@ -109,6 +109,15 @@ def per_class_accuracy(classes: Sequence[str], head: Sequence[float],
     save(fig, path)
 
 
+def finish_accuracy(fig: plt.Figure, ax: plt.Axes, path: Path) -> None:
+    """Label the y axis as test accuracy, add the grid and legend, and save `fig` to `path`."""
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
 def accuracy_vs_time(names: Sequence[str], minutes: Sequence[float], head: Sequence[float],
                      finetuned: Sequence[float], path: Path) -> None:
     """Test accuracy of each run, head and fine-tuned, against its wall time."""
@@ -118,11 +127,7 @@ def accuracy_vs_time(names: Sequence[str], minutes: Sequence[float], head: Seque
     for name, x, y in zip(names, minutes, finetuned):
         ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
     ax.set_xlabel("wall time, fetch to evaluate (min)")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, path)
+    finish_accuracy(fig, ax, path)
 
 
 def accuracy_vs_fraction(fractions: Sequence[float], head: Sequence[float],
@@ -143,11 +148,7 @@ def accuracy_vs_fraction(fractions: Sequence[float], head: Sequence[float],
     ax.set_xticks(x, [f"{v:g}%" for v in x])
     ax.minorticks_off()
     ax.set_xlabel("share of the training data")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, path)
+    finish_accuracy(fig, ax, path)
 
 
 def table_image(header: Sequence[str], rows: Sequence[Sequence[str]], path: Path) -> None:

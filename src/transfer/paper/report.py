@@ -117,9 +117,10 @@ def experiments_table(log: list[Experiment], raw: dict, figures: Path) -> Table:
                      percent(e.metric(EVALUATION, "head.accuracy")),
                      percent(e.metric(EVALUATION, "finetuned.accuracy")),
                      "—" if seconds is None else f"{seconds / 60:.1f}"])
-    plotted = [e for e in log if e.seconds() is not None
+    minutes = {e.name: e.seconds() / 60 for e in log if e.seconds() is not None}
+    plotted = [e for e in log if e.name in minutes
                and e.metric(EVALUATION, "finetuned.accuracy") is not None]
-    plots.accuracy_vs_time([e.label for e in plotted], [e.seconds() / 60 for e in plotted],
+    plots.accuracy_vs_time([e.label for e in plotted], [minutes[e.name] for e in plotted],
                            [e.metric(EVALUATION, "head.accuracy") for e in plotted],
                            [e.metric(EVALUATION, "finetuned.accuracy") for e in plotted],
                            figures / "accuracy-vs-time.png")
