@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import hand_built_features
 
-from transfer.activation_cache import split_below
+from transfer.activation_cache import layers_above_stride, split_below
 from transfer.applications import FAMILIES, LITE, backbone_names, check_backbone, family
 from transfer.backbones import build_extractor, preprocessing_affine, unfreeze_top
 from transfer.heads import build_head
@@ -97,6 +97,21 @@ def test_split_below_reproduces_the_extractor():
     images = np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     whole = extractor.predict(images, verbose=0)
     np.testing.assert_array_equal(top.predict(bottom.predict(images, verbose=0), verbose=0), whole)
+
+
+@pytest.mark.parametrize("size", [128, 100])
+def test_layers_above_stride_cut_at_the_smallest_activation(size):
+    """EfficientNetLite0's smallest single-tensor activations: at stride 8 the output of block
+    3 (40 channels), at stride 16 that of block 4 (80 channels, not block 5's 112), at any input
+    size; the bottom split there ends in that tensor. No layer sits at stride 64."""
+    extractor = build_extractor("EfficientNetLite0", "none", size, 32)
+    side = {8: -(-size // 8), 16: -(-size // 16)}
+    for stride, block, channels in ((8, "block3b_add", 40), (16, "block4c_add", 80)):
+        top_layers = unfreeze_top(extractor, layers_above_stride(extractor, stride))
+        bottom, _ = split_below(extractor, top_layers[0])
+        assert bottom.layers[-1].name == block
+        assert bottom.output.shape[1:] == (side[stride], side[stride], channels)
+    assert layers_above_stride(extractor, 64) is None
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen():

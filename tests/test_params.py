@@ -100,15 +100,16 @@ def test_wrong_type(workdir, sections, key, expected):
 
 def test_exponent_without_dot_is_a_number(workdir):
     """`dvc exp run -S finetune.learning_rate=0.00001` writes `1e-05`, which PyYAML reads as a
-    string; it is taken as the number, and 'all' or a number of layers both load."""
+    string; it is taken as the number, and 'auto', 'all' or a number of layers all load."""
     path = write_params(workdir, finetune={"learning_rate": 0.5, "layers": 12})
     text = path.read_text().replace("learning_rate: 0.5", "learning_rate: 1e-05")
     assert yaml.safe_load(text)["finetune"]["learning_rate"] == "1e-05"
     path.write_text(text)
     params = load_params(path)
     assert params.finetune.learning_rate == 1e-05 and params.finetune.layers == 12
-    path.write_text(text.replace("layers: 12", "layers: all"))
-    assert load_params(path).finetune.layers == "all"
+    for word in ("all", "auto"):
+        path.write_text(text.replace("layers: 12", f"layers: {word}"))
+        assert load_params(path).finetune.layers == word
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [
@@ -118,6 +119,7 @@ def test_exponent_without_dot_is_a_number(workdir):
     ("data", "val_split", 1),
     ("data", "image_size", 4),
     ("finetune", "layers", -1),
+    ("finetune", "layers", "top"),
     ("train", "epochs", -1),
     ("train", "epochs", 0),
     ("train", "dropout", 1.0),

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transfer import distribute, engines
+from transfer import distribute, engines, resolution
+from transfer.backbones import backbone_layers
 from transfer.batches import Batches
 from transfer.params import Params
 
@@ -74,6 +75,20 @@ def _inbound(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
             for t in node.input_tensors]
 
 
+def cut_positions(extractor: keras.Model) -> list[int]:
+    """Positions of the layers whose output is a single-tensor cut: everything above such a
+    layer depends on the input only through its output."""
+    layers = extractor.layers
+    position = {id(layer): i for i, layer in enumerate(layers)}
+    # lowest[i]: the lowest layer position read by any layer at position >= i.
+    lowest = [len(layers)] * (len(layers) + 1)
+    for i in range(len(layers) - 1, -1, -1):
+        reads = [position[id(src)] for src in _inbound(layers[i])
+                 if id(src) in position]  # not the nodes of models split from it
+        lowest[i] = min([lowest[i + 1], *reads])
+    return [c for c in range(len(layers)) if lowest[c + 1] >= c]
+
+
 def split_below(extractor: keras.Model,
                 first: keras.layers.Layer) -> tuple[keras.Model, keras.Model]:
     """Split the extractor into (bottom, top) at the deepest single tensor below layer `first`.
@@ -81,16 +96,26 @@ def split_below(extractor: keras.Model,
     Everything above the cut depends on the input only through that one tensor, so the bottom
     can be run once and its output cached, while the top is trained on the cached tensors.
     """
-    layers = extractor.layers
-    position = {id(layer): i for i, layer in enumerate(layers)}
-    # lowest[i]: the lowest layer position read by any layer at position >= i.
-    lowest = [len(layers)] * (len(layers) + 1)
-    for i in range(len(layers) - 1, -1, -1):
-        reads = [position[id(src)] for src in _inbound(layers[i])]
-        lowest[i] = min([lowest[i + 1], *reads])
-    cut = max(c for c in range(position[id(first)]) if lowest[c + 1] >= c)
-    tensor = layers[cut].output
+    below = extractor.layers.index(first)
+    cut = max(c for c in cut_positions(extractor) if c < below)
+    tensor = extractor.layers[cut].output
     return keras.Model(extractor.input, tensor), keras.Model(tensor, extractor.output)
+
+
+def layers_above_stride(extractor: keras.Model, stride: int) -> int | None:
+    """How many top backbone layers to unfreeze so that the frozen bottom ends at the smallest
+    single-tensor activation at `stride` (the deepest of equals): the cheapest cache of the
+    base up to that stride. None when the base has no such activation."""
+    layers, size = extractor.layers, resolution.input_size(extractor)
+    backbone = backbone_layers(extractor)
+    shapes = {c: layers[c].output.shape for c in cut_positions(extractor)
+              if layers[c] in backbone}
+    at_stride = [c for c, shape in shapes.items()
+                 if len(shape) == 4 and round(math.log2(size / shape[1])) == math.log2(stride)]
+    if not at_stride:
+        return None
+    cut = min(at_stride, key=lambda c: (math.prod(shapes[c][1:]), -c))
+    return len(backbone) - backbone.index(layers[cut]) - 1
 
 
 def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layers.Layer,

@@ -56,11 +56,14 @@ def _integer(value: object) -> int:
     return value
 
 
-def either(word: str, kind: type, ok: Callable[[Any], bool], allowed: str) -> Any:
-    """A field that takes `word` (e.g. 'auto') or a `kind` value for which `ok` holds."""
+def either(words: str | tuple[str, ...], kind: type, ok: Callable[[Any], bool],
+           allowed: str) -> Any:
+    """A field that takes one of `words` (e.g. 'auto') or a `kind` value for which `ok` holds."""
+    words = (words,) if isinstance(words, str) else words
+
     def check(value: object) -> object:
-        """`word` as it is, else the value checked as `kind` and by `ok`."""
-        if value == word:
+        """One of `words` as it is, else the value checked as `kind` and by `ok`."""
+        if value in words:
             return value
         if isinstance(value, str) and not FLOAT_WITHOUT_DOT.fullmatch(value):
             raise PydanticCustomError("not_allowed", "not allowed")
@@ -68,7 +71,7 @@ def either(word: str, kind: type, ok: Callable[[Any], bool], allowed: str) -> An
         if not ok(value):
             raise PydanticCustomError("not_allowed", "not allowed")
         return value
-    return Annotated[kind | Literal[word], BeforeValidator(check), Field(description=allowed)]
+    return Annotated[kind | Literal[words], BeforeValidator(check), Field(description=allowed)]
 
 
 def auto(kind: type, ok: Callable[[Any], bool], allowed: str) -> Any:
@@ -174,7 +177,8 @@ class AugmentParams(Section):
 class FinetuneParams(Section):
     """`finetune`: the top layers of the base (or all of it) unfrozen and trained with the head."""
 
-    layers: either("all", int, lambda v: v >= 0, "'all' or an integer >= 0 (0: skip)") = "all"
+    layers: either(("auto", "all"), int, lambda v: v >= 0,
+                   AUTO + "'all' or an integer >= 0 (0: skip)") = "auto"
     epochs: StrictInt = rule(5, "an integer >= 0", ge=0)
     batch_size: auto(int, lambda v: v >= 1, "an integer >= 1") = "auto"
     learning_rate: auto(float, lambda v: v > 0, "a number > 0") = "auto"
