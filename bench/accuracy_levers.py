@@ -43,6 +43,12 @@ VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 
     ("3 epochs at 96 px", {"epochs": 3}),
     ("2 epochs at 128 px", {"epochs": 2}, {"input_size": 128}),
     ("3 epochs at 128 px", {"epochs": 3}, {"input_size": 128}),
+    ("3 epochs at 128 px, blocks 4-7 trained, blocks 1-3 cached (`finetune.layers: 107`)",
+     {"epochs": 3, "layers": 107}, {"input_size": 128}),
+    ("3 epochs at 128 px, blocks 5-7 trained, blocks 1-4 cached (`finetune.layers: 78`)",
+     {"epochs": 3, "layers": 78}, {"input_size": 128}),
+    ("5 epochs at 128 px, blocks 1-4 cached", {"epochs": 5, "layers": 78}, {"input_size": 128}),
+    ("3 epochs at 160 px, blocks 1-4 cached", {"epochs": 3, "layers": 78}, {"input_size": 160}),
 ]
 
 
@@ -100,7 +106,8 @@ def main() -> None:
         n_train = len(np.load(repo / "data/prepared/train_y.npy"))
         for name, change, *model_change in variants:
             params = yaml.safe_load((repo / "params.yaml").read_text())
-            params["finetune"].update({"label_smoothing": 0.0, "start_size": None, **change})
+            params["finetune"].update({"label_smoothing": 0.0, "start_size": None, "layers": "all",
+                                       **change})
             params["model"].update({"input_size": model["input_size"], **next(
                 iter(model_change), {})})
             (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -111,7 +118,8 @@ def main() -> None:
     columns = list(rows[0][2])
     text = "\n".join([
         f"## Accuracy levers: fine-tuning variants on {args.fraction:.0%} of {dataset}, "
-        f"EfficientNetLite0 with ImageNet weights, {model['input_size']} px, "
+        f"EfficientNetLite0 with ImageNet weights, {model['input_size']} px unless the "
+        f"variant says otherwise, "
         f"{device_description()}",
         "",
         f"`python bench/accuracy_levers.py --data {args.data.name} --fraction {args.fraction}"

@@ -41,13 +41,13 @@ def fetched(workdir: Path, folder: Path, model: dict | None = None, **data: obje
 
 
 def test_auto_input_size_for_thumbnails_and_photos(workdir, tmp_path):
-    """32 px thumbnails: 3 x 32 = 96 for the model, stored at 32; 400x300 photos: the
+    """32 px thumbnails: 4 x 32 = 128 for the model, stored at 32; 400x300 photos: the
     backbone's own size (Lite0 224, Lite2 260, InceptionV3 299), stored at their 300 px side
     when that is smaller; an explicit model.input_size wins."""
     thumbs = make_image_folder(tmp_path / "thumbs", ["a", "b"], 3, 1, size=32)
     shots = photos(tmp_path / "photos", ["a", "b"], 3, 1)
     for folder, model, input_size, stored in (
-            (thumbs, {}, 96, 32), (shots, {}, 224, 224),
+            (thumbs, {}, 128, 32), (shots, {}, 224, 224),
             (shots, {"backbone": "EfficientNetLite2"}, 260, 260),
             (shots, {"backbone": "InceptionV3"}, 299, 299),
             (thumbs, {"input_size": 64}, 64, 32), (shots, {"input_size": 128}, 128, 128)):
@@ -91,9 +91,9 @@ def test_small_data_gets_smaller_batches_and_a_lower_rate(n_train, batch, rate):
 
 
 def test_cifar10_keeps_its_tuned_recipe():
-    """32 px images, 45,000 of them: 96 px input, batch 128, learning rate 1e-3, flips only,
+    """32 px images, 45,000 of them: 128 px input, batch 128, learning rate 1e-3, flips only,
     exactly the explicit values validation chose for CIFAR-10."""
-    assert recipe.input_size("EfficientNetLite0", 32) == 96
+    assert recipe.input_size("EfficientNetLite0", 32) == 128
     assert recipe.input_size("EfficientNetLite0", 8) == 32  # the smallest input allowed
     tuned = FinetuneParams(batch_size=128, learning_rate=1e-3,
                            augment=AugmentParams(rotation=0.0, zoom=0.0))
@@ -112,6 +112,30 @@ def test_photos_get_rotation_and_zoom_and_explicit_values_win():
     assert recipe.resolved_finetune(half, 1_000, 224).learning_rate == pytest.approx(2.5e-4)
 
 
+def test_thumbnails_fine_tune_the_base_above_the_cached_stride():
+    """`finetune.layers: auto` on thumbnails with flips only: the layers above the smallest
+    activation at CACHED_STRIDE; photos, other augmentation, progressive resizing and a base
+    without that stride: all of them; an explicit value wins."""
+    asked = []
+
+    def above(stride: int) -> int | None:
+        """78 layers above stride 16 (as for EfficientNetLite0), none elsewhere."""
+        asked.append(stride)
+        return 78 if stride == 16 else None
+
+    thumbs = recipe.resolved_finetune(FinetuneParams(), 45_000, 32)
+    assert recipe.finetune_layers(thumbs, 32, above) == 78
+    assert asked == [recipe.CACHED_STRIDE] == [16]
+    photo = recipe.resolved_finetune(FinetuneParams(), 1_000, 224)
+    assert recipe.finetune_layers(photo, 224, above) == "all"
+    for change in ({"augment": AugmentParams(rotation=0.1, zoom=0.0)}, {"start_size": 64}):
+        assert recipe.finetune_layers(thumbs.model_copy(update=change), 32, above) == "all"
+    assert recipe.finetune_layers(thumbs, 32, lambda stride: None) == "all"
+    for mine in ("all", 20, 0):
+        assert recipe.finetune_layers(thumbs.model_copy(update={"layers": mine}), 32,
+                                      above) == mine
+
+
 @pytest.mark.parametrize(("n_train", "batch"), [(45_000, 256), (6_750, 128), (1_350, 16),
                                                 (135, 16)])
 def test_the_head_gets_enough_steps(n_train, batch):
@@ -122,22 +146,29 @@ def test_the_head_gets_enough_steps(n_train, batch):
 
 
 def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):
-    """A run with the recipe's params left `auto` (16 px images: a 48 px input) writes the
-    input size, the batch sizes, the learning rate and the validation minimum it used into
-    Methods, and its hyper-parameter table shows `auto` as params.yaml says."""
+    """A run with the recipe's params left `auto` (16 px images, an input THUMBNAIL_SCALE times
+    that) writes the input size, the batch sizes, the learning rate, the fine-tuned layers and
+    the validation minimum it used into Methods, and its hyper-parameter table shows `auto` as
+    params.yaml says."""
     params = tiny_params(tiny_folder, data={"val_min": 4}, model={"input_size": "auto"},
                          train={"batch_size": "auto"},
-                         finetune={"batch_size": "auto", "learning_rate": "auto"})
+                         finetune={"layers": "auto", "batch_size": "auto",
+                                   "learning_rate": "auto"})
     write_params(workdir, **params)
     shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
     run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
     paper = (workdir / "report/paper.md").read_text()
     methods = paper.split("## Materials and Methods")[1].split("## Results")[0]
-    assert "resized to 48×48 inside the model" in methods
-    assert "images of median shorter side 16 px: three times that side" in methods
+    size = 16 * recipe.THUMBNAIL_SCALE
+    assert f"resized to {size}×{size} inside the model" in methods
+    assert (f"images of median shorter side 16 px: {recipe.THUMBNAIL_SCALE} times that side"
+            in methods)
     assert "topped up to 4 images per class" in methods
     assert "batch size 16, which with the peak learning rate follows the recipe's rule" in methods
     assert "rose linearly from 0 to 0.000125" in methods
     assert "(learning rate 0.001, batch size 16)" in methods  # the head
     assert "| model.input_size | `auto` |" in paper
+    assert "The top 64 layers of the base, except BatchNormalization layers, were" in methods  # MobileNetV2
+    assert "the base's smallest activation at stride 16" in methods
     assert read_json(Path("dvclive/finetune/metrics.json"))["batch_size"] == 16
+    assert read_json(Path("dvclive/finetune/metrics.json"))["layers"] == 64

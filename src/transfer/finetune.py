@@ -17,6 +17,7 @@ Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from transfer import distribute, recipe, resolution
-from transfer.activation_cache import Split, on_activations
+from transfer.activation_cache import Split, layers_above_stride, on_activations
 from transfer.backbones import backbone_layers, unfreeze_top
 from transfer.batches import Batches
 from transfer.data import load_split
@@ -146,7 +147,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
 
 def recipe_record(p: FinetuneParams) -> dict:
     """The values the recipe gave `auto` params, for the summary and the paper."""
-    return {"batch_size": p.batch_size, "learning_rate": p.learning_rate,
+    return {"layers": p.layers, "batch_size": p.batch_size, "learning_rate": p.learning_rate,
             "augment": {"rotation": p.augment.rotation, "zoom": p.augment.zoom}}
 
 
@@ -155,7 +156,6 @@ def main() -> None:
     params = load_params()
     x_train = load_split(PREPARED, "train")[0]
     p = recipe.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
-    params = params.model_copy(update={"finetune": p})
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
     head_summary = read_json(TRAIN_LIVE / "metrics.json")
@@ -163,6 +163,9 @@ def main() -> None:
     with strategy.scope():
         extractor = keras.models.load_model(EXTRACTOR)
         head = keras.models.load_model(HEAD)
+    p = p.model_copy(update={"layers": recipe.finetune_layers(
+        p, x_train.shape[1], functools.partial(layers_above_stride, extractor))})
+    params = params.model_copy(update={"finetune": p})
     with distribute.output_root(strategy) as root:
         if p.layers and p.epochs:
             with strategy.scope():
@@ -178,7 +181,7 @@ def main() -> None:
         else:
             (root / FINETUNE_LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
             write_json(root / FINETUNE_LIVE / "metrics.json",
-                       {"epochs": first_epoch, "skipped": True})
+                       {"epochs": first_epoch, "skipped": True, "layers": p.layers})
             print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
         final = in_precision(keras.Model(extractor.input, head(extractor.output),
                                          name="classifier"), "float32")

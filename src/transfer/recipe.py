@@ -5,24 +5,30 @@ photos and on small datasets (bench/tuning.md, "Photos"). Each rule below gives 
 tuned value and scales to the data; an explicit value in params.yaml always wins.
 
 - Input size: photos at the size the backbone was trained on; thumbnails upscaled THUMBNAIL_SCALE
-  times (CIFAR-10's 32 px -> 96 px, chosen on validation), never above the native size.
+  times (CIFAR-10's 32 px -> 128 px, chosen on validation), never above the native size.
 - Batches: enough steps per epoch on a small dataset (at least STEPS_PER_EPOCH when the batch
   can shrink to MIN_BATCH), at most HEAD_BATCH for the head and BATCH for fine-tuning, whose
   learning rate follows the batch linearly (Goyal et al., 2017) from BASE_LEARNING_RATE at BATCH.
 - Augmentation: photos also get random rotation and zoom (PHOTO_AUGMENT); thumbnails flips only.
+- Fine-tuned layers: photos the whole base; thumbnails (flips only) the layers above the
+  smallest activation at CACHED_STRIDE, whose frozen bottom then runs once into the activation
+  cache (`transfer.activation_cache`).
 - Validation: at least `data.val_min` images per class (see `transfer.data.top_up`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from transfer.applications import native_size
 from transfer.params import FinetuneParams, TrainParams
 
-THUMBNAIL_SCALE, MIN_INPUT = 3, 32
+THUMBNAIL_SCALE, MIN_INPUT = 4, 32
 THUMBNAIL_MAX = 64  # stored sides up to this are thumbnails, larger ones photos
 BATCH, HEAD_BATCH, MIN_BATCH, STEPS_PER_EPOCH = 128, 256, 16, 50
 BASE_LEARNING_RATE = 1e-3  # AdamW's peak at BATCH, the whole base fine-tuned (CIFAR-10)
 PHOTO_AUGMENT = 0.1  # rotation (share of a full turn) and zoom for photos
+CACHED_STRIDE = 16  # thumbnails: the base's layers up to this stride frozen and cached
 
 
 def input_size(backbone: str, image_side: int | None) -> int:
@@ -73,3 +79,16 @@ def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> Finet
     return p.model_copy(update={
         "batch_size": batch, "augment": augment,
         "learning_rate": learning_rate(batch) if p.learning_rate == "auto" else p.learning_rate})
+
+
+def finetune_layers(p: FinetuneParams, image_side: int,
+                    layers_above_stride: Callable[[int], int | None]) -> int | str:
+    """`p.layers`, or for `auto`: on thumbnails whose augmentation the activation cache can
+    serve (flips only, one input size), `layers_above_stride(CACHED_STRIDE)` (the base's layers
+    above its smallest activation at that stride, `transfer.activation_cache`); else (photos,
+    and bases without that stride) all of them."""
+    if p.layers != "auto":
+        return p.layers
+    cacheable = not is_photo(image_side) and p.augment.flip_only and not p.start_size
+    layers = layers_above_stride(CACHED_STRIDE) if cacheable else None
+    return "all" if layers is None else layers

@@ -143,12 +143,15 @@ def title(params: Params, dataset: str) -> str:
     return f"Transfer learning from {source} to {dataset} with {backbone}"
 
 
-def as_run(params: Params, prepared: dict, n_train: int) -> Params:
-    """`params` with each `auto` replaced by what the recipe made of it in this run."""
+def as_run(params: Params, prepared: dict, n_train: int, finetuned: dict) -> Params:
+    """`params` with each `auto` replaced by what the recipe made of it in this run
+    (`finetune.layers`: as `finetune` recorded it in its summary, `finetuned`)."""
+    finetune = recipe.resolved_finetune(params.finetune, n_train, prepared["image_size"])
     return params.model_copy(update={
         "model": params.model.model_copy(update={"input_size": prepared["input_size"]}),
         "train": recipe.resolved_train(params.train, n_train),
-        "finetune": recipe.resolved_finetune(params.finetune, n_train, prepared["image_size"])})
+        "finetune": finetune.model_copy(update={"layers": finetuned.get("layers",
+                                                                        finetune.layers)})})
 
 
 def augmentation(params: Params) -> str:
@@ -298,13 +301,17 @@ def context(params: Params, figures: Path) -> dict:
     dataset, raw = dataset_name(params, classes), raw_params()
     prepared = read_json(DATASET)
     counts = {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}
-    run = as_run(params, prepared, counts["train"])
+    run = as_run(params, prepared, counts["train"], read_json(FINETUNE_LIVE / "metrics.json"))
     study = study_section(figures)
     values = {
         "p": run, "auto": {"input_size": params.model.input_size == "auto",
                            "finetune": "auto" in (params.finetune.batch_size,
                                                   params.finetune.learning_rate),
-                           "native": native_size(params.model.backbone)},
+                           "native": native_size(params.model.backbone),
+                           "layers": (params.finetune.layers == "auto"
+                                      and run.finetune.layers != "all"),
+                           "cached_stride": recipe.CACHED_STRIDE,
+                           "thumbnail_scale": recipe.THUMBNAIL_SCALE},
         "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(run),
         "resolution_schedule": resolution.schedule(run.finetune.start_size or 0,
