@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E402
+from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
 from transfer.runtime import device_description  # noqa: E402
 
 TEST_SIZES = (112, 128)
@@ -68,16 +68,13 @@ def val_scores(repo: Path) -> dict[str, float]:
         """Share of argmax hits."""
         return float((probs.argmax(1) == y).mean())
 
-    def predict(m: keras.Model, images: np.ndarray) -> np.ndarray:
-        """Probabilities in batches."""
-        return np.concatenate([m.predict_on_batch(b) for b in np.array_split(images, 10)])
-
-    plain = predict(model, x)
-    flipped = predict(model, x[:, :, ::-1])
+    plain = probabilities(model, x)
+    flipped = probabilities(model, x, lambda batch: batch[:, :, ::-1])
     scores = {"val": accuracy(plain), "val, flip TTA": accuracy(plain + flipped)}
     for size in TEST_SIZES:
-        big = np.asarray(keras.ops.image.resize(x, (size, size)))
-        scores[f"val at {size} px"] = accuracy(predict(wide, big))
+        scores[f"val at {size} px"] = accuracy(probabilities(
+            wide, x, lambda batch, size=size: np.asarray(keras.ops.image.resize(batch,
+                                                                                (size, size)))))
     return scores
 
 

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -418,6 +419,17 @@ def benchmark(w: Workload, source: Path | None, work: Path,
                     f"{shards + merge:.1f}", f"{single:.1f}", single / (shards + merge),
                     "same files", same))
     return rows, table, speeds
+
+
+def probabilities(model: object, images: np.ndarray,
+                  transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """A Keras model's class probabilities for `images` (each batch through `transform` first),
+    250 images a batch."""
+    from transfer.engines import predict_batches
+
+    out = np.empty((len(images), model.output.shape[-1]), dtype=np.float32)
+    predict_batches(model.predict_on_batch, images, 250, out, desc="score", transform=transform)
+    return out
 
 
 def unpacked(source: Path, work: Path) -> Path:

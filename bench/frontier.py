@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E402
+from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
 from transfer.fitting import EPOCH_MODELS  # noqa: E402
 from transfer.runtime import atomic_path, device_description  # noqa: E402
 
@@ -65,18 +65,19 @@ def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, f
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     points = [((repo / "models/head.keras").stat().st_mtime - start,
                evaluation["head"]["accuracy"])]
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    size, flip = params["model"]["input_size"], params["evaluate"]["flip"]
+    size = json.loads((repo / "data/prepared/dataset.json").read_text())["input_size"]
+    flip = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["flip"]
 
-    def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
-        """Probabilities in batches, resized first for an any-size (progressive) model."""
-        return np.concatenate([model.predict_on_batch(
-            batch if model.input.shape[1] else keras.ops.image.resize(batch, (size, size)))
-            for batch in np.array_split(images, max(1, len(images) // 250))])
+    def resized(batch: np.ndarray) -> np.ndarray:
+        """The batch at the model's input size (an any-size, progressive model's input)."""
+        return np.asarray(keras.ops.image.resize(batch, (size, size)))
 
     for path in sorted((epochs / "finetune").glob("epoch-*.keras")):
         model = keras.models.load_model(path, compile=False)
-        probs = predict(model, x) + (predict(model, x[:, :, ::-1]) if flip else 0)
+        fit = None if model.input.shape[1] else resized
+        probs = probabilities(model, x, fit)
+        if flip:
+            probs += probabilities(model, x[:, :, ::-1], fit)
         points.append((path.stat().st_mtime - start, float((probs.argmax(1) == y).mean())))
     return points
 

@@ -1,13 +1,17 @@
 """Training speed of the fine-tuning step under each speed lever, all measured in one run.
 
-    python bench/speed_levers.py [--steps 12] [--rounds 2] [--out bench/tuning.md]
+    python bench/speed_levers.py [--steps 12] [--rounds 2] [--only WORD ...]
+        [--out bench/tuning.md]
 
 The step is the `finetune` stage's with `finetune.layers: all`: random flips, the whole
 EfficientNet-Lite base (BatchNormalization frozen) and the head, AdamW, on 32 px images upscaled
 inside the model. Random weights (`model.weights=none`) cost the same as ImageNet weights. Each
 lever runs in a fresh interpreter (thread settings only apply at start-up): a few warm-up
 steps, then `--steps` timed steps; the rounds alternate the levers and the best round counts.
-Writes the section "speed-levers" of `--out`.
+A cached lever trains only the layers above the base's smallest activation at its stride, on
+that activation (the activation cache's step; the one pass of the bottom is not in it).
+Writes the section "speed-levers" of `--out` (with `--only`: the baseline and the levers
+whose name contains one of the words, section "speed-levers-<words>").
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,7 +34,7 @@ from bench import write_section  # noqa: E402
 WARMUP = 3
 BASELINE = {"backbone": "EfficientNetLite0", "size": 96, "batch": 128,
             "precision": "float32", "jit": False, "batchnorm": True, "threads": 0,
-            "any_size": False}
+            "any_size": False, "cached_stride": 0}
 LEVERS = [  # (name, what changes from BASELINE)
     ("baseline: Lite0, 96 px, batch 128, float32", {}),
     ("`mixed_bfloat16` (Keras policy)", {"precision": "mixed_bfloat16"}),
@@ -43,6 +48,10 @@ LEVERS = [  # (name, what changes from BASELINE)
     ("the same at 64 px", {"any_size": True, "size": 64}),
     ("64 px", {"size": 64}),
     ("128 px", {"size": 128}),
+    ("96 px, blocks 1-4 frozen and cached (`finetune.layers: auto`, stride 16)",
+     {"cached_stride": 16}),
+    ("128 px, blocks 1-3 frozen and cached (stride 8)", {"size": 128, "cached_stride": 8}),
+    ("128 px, blocks 1-4 frozen and cached (stride 16)", {"size": 128, "cached_stride": 16}),
     ("Lite1 at 96 px", {"backbone": "EfficientNetLite1"}),
     ("Lite2 at 96 px", {"backbone": "EfficientNetLite2"}),
 ]
@@ -54,6 +63,7 @@ def measure(setting: dict, steps: int) -> float:
     import numpy as np
 
     from transfer import resolution
+    from transfer.activation_cache import layers_above_stride, split_below
     from transfer.backbones import build_extractor, unfreeze_top
     from transfer.heads import build_head
     from transfer.params import TrainParams
@@ -61,7 +71,8 @@ def measure(setting: dict, steps: int) -> float:
 
     s = setting
     extractor = build_extractor(s["backbone"], "none", s["size"], 32)
-    unfreeze_top(extractor, "all")
+    top_layers = unfreeze_top(extractor, layers_above_stride(extractor, s["cached_stride"])
+                              if s["cached_stride"] else "all")
     if not s["batchnorm"]:
         class Skip(keras.layers.Layer):
             """Nothing in place of a BatchNormalization layer (whose calls pass a mask)."""
@@ -75,14 +86,20 @@ def measure(setting: dict, steps: int) -> float:
     if s["any_size"]:
         extractor = resolution.any_size(extractor)
     head = build_head(extractor.output.shape[-1], 10, TrainParams())
-    image = keras.Input(extractor.input.shape[1:])
-    model = keras.Model(image, head(extractor(keras.layers.RandomFlip("horizontal")(image),
-                                              training=False)))
+    rng = np.random.default_rng(0)
+    if s["cached_stride"]:
+        _, top = split_below(extractor, top_layers[0])
+        acts = keras.Input(top.input.shape[1:])
+        model = keras.Model(acts, head(top(acts, training=False)))
+        x = rng.normal(size=(s["batch"], *top.input.shape[1:])).astype("float32")
+    else:
+        image = keras.Input(extractor.input.shape[1:])
+        model = keras.Model(image, head(extractor(keras.layers.RandomFlip("horizontal")(image),
+                                                  training=False)))
+        x = rng.uniform(0, 255, (s["batch"], 32, 32, 3)).astype("float32")
     model = in_precision(model, s["precision"])
     model.compile(keras.optimizers.AdamW(1e-4), "sparse_categorical_crossentropy",
                   jit_compile=s["jit"])
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (s["batch"], 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, s["batch"])
     def batch() -> np.ndarray:
         """The images of one step (resized in Python on the any-size path, as Batches does)."""
@@ -113,6 +130,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    parser.add_argument("--only", nargs="*", default=[], metavar="WORD",
+                        help="the baseline and the levers whose name contains one of these")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -121,16 +140,19 @@ def main() -> None:
     from transfer.runtime import device_description
 
     start = time.perf_counter()
-    rounds = [[in_fresh_process({**BASELINE, **change}, args.steps) for _, change in LEVERS]
+    levers = [LEVERS[0], *(lever for lever in LEVERS[1:]
+                           if not args.only or any(word in lever[0] for word in args.only))]
+    rounds = [[in_fresh_process({**BASELINE, **change}, args.steps) for _, change in levers]
               for _ in range(args.rounds)]
-    best = [max(r[i] for r in rounds) for i in range(len(LEVERS))]
+    best = [max(r[i] for r in rounds) for i in range(len(levers))]
     rows = [f"| {name} | {ips:.1f} | {ips / best[0]:.2f}x | "
             f"{', '.join(f'{r[i]:.1f}' for r in rounds)} |"
-            for i, ((name, _), ips) in enumerate(zip(LEVERS, best))]
+            for i, ((name, _), ips) in enumerate(zip(levers, best))]
     text = "\n".join([
         f"## Speed levers: the fine-tuning step, {device_description()}",
         "",
-        f"`python bench/speed_levers.py --steps {args.steps} --rounds {args.rounds}`, "
+        f"`python bench/speed_levers.py --steps {args.steps} --rounds {args.rounds}"
+        f"{''.join(f' --only {w!r}' for w in args.only)}`, "
         f"{time.perf_counter() - start:.0f} s in all. Training images/s of the whole-base "
         f"step (random weights), {args.steps} steps after {WARMUP} warm-up steps, best of "
         f"{args.rounds} alternating rounds, each lever in a fresh process.",
@@ -139,7 +161,8 @@ def main() -> None:
         "|---|---|---|---|",
         *rows])
     print(text)
-    write_section(args.out, "speed-levers", text)
+    write_section(args.out, "speed-levers" + "".join(
+        f"-{re.sub(r'[^a-z0-9]+', '-', w.lower())}" for w in args.only), text)
 
 
 if __name__ == "__main__":
