@@ -12,8 +12,10 @@ the test set only places the points, every choice was made on validation. A poin
 the wall time from the start of `fetch` to the end of that epoch; the head's point is
 when `train` saved it. Writes the section "frontier" of `--out` (the first wall time at which
 each recipe reached 87, 90, 93 and 95%) and its figure, `bench/frontier.png`; other sets of
-`--recipes` than DEFAULT write "frontier-<recipes>" and its own figure. Never in CI: each
-recipe takes about half an hour on 2 CPU cores.
+`--recipes` than DEFAULT write "frontier-<recipes>" and its own figure. A recipe already
+finished in the `--keep` folder is not rerun: its times come from its stage records (from the
+start of the `fetch` process). Never in CI: each recipe takes about half an hour on 2 CPU
+cores.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import keras
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
+from transfer.activation_cache import split_below  # noqa: E402
 from transfer.fitting import EPOCH_MODELS  # noqa: E402
 from transfer.runtime import atomic_path, device_description  # noqa: E402
 
@@ -57,7 +61,6 @@ DEFAULT = ("96px-5ep", "defaults", "96px-1ep-cached")  # run without --recipes: 
 def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, float]]:
     """(seconds from `start`, test accuracy) of the head and of every fine-tuning epoch, as
     the project's current params evaluate them."""
-    import keras
     import numpy as np
 
     x = np.load(repo / "data/prepared/test_x.npy").astype("float32")
@@ -72,14 +75,27 @@ def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, f
         """The batch at the model's input size (an any-size, progressive model's input)."""
         return np.asarray(keras.ops.image.resize(batch, (size, size)))
 
+    final = keras.models.load_model(repo / "models/finetuned.keras", compile=False)
     for path in sorted((epochs / "finetune").glob("epoch-*.keras")):
         model = keras.models.load_model(path, compile=False)
+        if model.input.shape[1:] != final.input.shape[1:]:
+            model = on_images(final, model)
         fit = None if model.input.shape[1] else resized
         probs = probabilities(model, x, fit)
         if flip:
             probs += probabilities(model, x[:, :, ::-1], fit)
         points.append((path.stat().st_mtime - start, float((probs.argmax(1) == y).mean())))
     return points
+
+
+def on_images(final: keras.Model, epoch: keras.Model) -> keras.Model:
+    """An epoch's model trained on the activation cache (cached activations in, probabilities
+    out) as a model of images: the frozen bottom of the run's `final` model below it. The
+    bottom never trains, so the final model's is every epoch's."""
+    top = next(layer for layer in epoch.layers if isinstance(layer, keras.Model))
+    first = next(layer for layer in top.layers if not isinstance(layer, keras.layers.InputLayer))
+    bottom, _ = split_below(final, final.get_layer(first.name))
+    return keras.Model(bottom.input, epoch(bottom.output))
 
 
 def sections_of(name: str) -> dict:
@@ -95,25 +111,42 @@ def shared_training(name: str, done: list[dict]) -> dict | None:
                                              if k != "evaluate"}), None)
 
 
+def recorded_times(repo: Path) -> tuple[float, float, float]:
+    """A finished run's start (the `fetch` process's, from its stage record), the seconds from
+    there to the end of `finetune`, and `evaluate`'s seconds (`metrics/time/`)."""
+    times = repo / "metrics/time"
+    start = (times / "fetch.json").stat().st_mtime - json.loads(
+        (times / "fetch.json").read_text())["seconds"]
+    return (start, (times / "finetune.json").stat().st_mtime - start,
+            json.loads((times / "evaluate.json").read_text())["seconds"])
+
+
 def run_recipe(name: str, data: Path, work: Path, done: list[dict]) -> dict:
     """Run one recipe from the image folder through `evaluate` (sharing an earlier recipe's
-    training where it can); its points and summary."""
+    training where it can, taking a finished run in `work` as it is); its points and
+    summary."""
     base = shared_training(name, done)
-    if base is None:
-        folder = work / name
-        folder.mkdir()
-        repo = project(folder, data, sections_of(name))
-        os.environ[EPOCH_MODELS] = str(folder / "epochs")
-        start = time.time()
-        _, trained = run(repo, "dvc", "repro", "finetune")
-        del os.environ[EPOCH_MODELS]
+    folder = work / name
+    if base is None and (folder / "project/metrics/evaluate.json").exists():
+        repo = folder / "project"
+        start, trained, evaluated = recorded_times(repo)
     else:
-        repo, folder, start, trained = base["repo"], base["folder"], base["start"], base["trained"]
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        params["evaluate"] = {**yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"],
-                              **sections_of(name).get("evaluate", {})}
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _, evaluated = run(repo, "dvc", "repro", "evaluate")
+        if base is None:
+            folder.mkdir()
+            repo = project(folder, data, sections_of(name))
+            os.environ[EPOCH_MODELS] = str(folder / "epochs")
+            start = time.time()
+            _, trained = run(repo, "dvc", "repro", "finetune")
+            del os.environ[EPOCH_MODELS]
+        else:
+            repo, folder, start, trained = (base["repo"], base["folder"], base["start"],
+                                            base["trained"])
+            params = yaml.safe_load((repo / "params.yaml").read_text())
+            params["evaluate"] = {
+                **yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"],
+                **sections_of(name).get("evaluate", {})}
+            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        _, evaluated = run(repo, "dvc", "repro", "evaluate")
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     return {"name": name, "seconds": trained + evaluated, "repo": repo, "folder": folder,
             "start": start, "trained": trained, "shares": base["name"] if base else None,
@@ -186,7 +219,8 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(DEFAULT))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results.md")
     parser.add_argument("--keep", type=Path,
-                        help="work in this new folder and keep it (the projects, their models)")
+                        help="work in this folder and keep it (the projects, their models); "
+                             "a recipe finished there before is taken as it is")
     args = parser.parse_args()
     names = args.recipes.split(",")
     unknown = [n for n in names if n not in RECIPES]
@@ -196,7 +230,7 @@ def main() -> None:
                       "folder (train/<class>/, test/<class>/)")
     begin = time.perf_counter()
     if args.keep:
-        args.keep.mkdir(parents=True)
+        args.keep.mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(str(args.keep.resolve())) if args.keep else
           tempfile.TemporaryDirectory(prefix="frontier-")) as work:
         data = unpacked(args.data.resolve(), Path(work))
