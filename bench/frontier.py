@@ -127,7 +127,8 @@ def run_recipe(name: str, data: Path, work: Path, done: list[dict]) -> dict:
     summary."""
     base = shared_training(name, done)
     folder = work / name
-    if base is None and (folder / "project/metrics/evaluate.json").exists():
+    resumed = base is None and (folder / "project/metrics/evaluate.json").exists()
+    if resumed:
         repo = folder / "project"
         start, trained, evaluated = recorded_times(repo)
     else:
@@ -150,6 +151,7 @@ def run_recipe(name: str, data: Path, work: Path, done: list[dict]) -> dict:
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     return {"name": name, "seconds": trained + evaluated, "repo": repo, "folder": folder,
             "start": start, "trained": trained, "shares": base["name"] if base else None,
+            "resumed": resumed,
             "points": scored_epochs(repo, folder / "epochs", start),
             "final": evaluation["finetuned"]["accuracy"]}
 
@@ -199,7 +201,9 @@ def markdown(results: list[dict], seconds: float, command: str, picture: str) ->
         "of the first epoch whose model reaches each test accuracy (the head's point: the end "
         "of `train`); the recipes ran one after the other"
         + "".join(f"; {r['name']} shares the training run of {r['shares']} (it differs in "
-                  "`evaluate` only)" for r in results if r["shares"]) + ".",
+                  "`evaluate` only)" for r in results if r["shares"])
+        + "".join(f"; {r['name']} was a finished run in the `--keep` folder, taken as it was "
+                  "(timed from its stage records)" for r in results if r["resumed"]) + ".",
         "",
         "| recipe | 87% | 90% | 93% | 95% | the pipeline's test acc. | fetch to evaluate |",
         "|---|---|---|---|---|---|---|",

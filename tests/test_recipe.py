@@ -168,7 +168,8 @@ def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):
     assert "rose linearly from 0 to 0.000125" in methods
     assert "(learning rate 0.001, batch size 16)" in methods  # the head
     assert "| model.input_size | `auto` |" in paper
-    assert "The top 64 layers of the base, except BatchNormalization layers, were" in methods  # MobileNetV2
+    # MobileNetV2: 64 layers above its smallest activation at stride 16
+    assert "The top 64 layers of the base, except BatchNormalization layers, were" in methods
     assert "the base's smallest activation at stride 16" in methods
     assert read_json(Path("dvclive/finetune/metrics.json"))["batch_size"] == 16
     assert read_json(Path("dvclive/finetune/metrics.json"))["layers"] == 64
