@@ -115,8 +115,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
     frozen_bottom = layers[:layers.index(top_layers[0])]
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
     with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
-        if p.augment.flip_only and not p.start_size and any(layer.weights
-                                                            for layer in frozen_bottom):
+        if p.cacheable and any(layer.weights for layer in frozen_bottom):
             model, train_batches, val_batches = on_activations(
                 extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
         else:

@@ -192,6 +192,11 @@ class FinetuneParams(Section):
     strategy: Literal[STRATEGIES] = rule("auto", " | ".join(STRATEGIES))
     augment: AugmentParams = AugmentParams()
 
+    @property
+    def cacheable(self) -> bool:
+        """True when the activation cache can serve the run: flips only, one input size."""
+        return self.augment.flip_only and not self.start_size
+
 
 class EvaluateParams(Section):
     """`evaluate`: test-set scoring of the exported model."""

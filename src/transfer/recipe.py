@@ -89,6 +89,6 @@ def finetune_layers(p: FinetuneParams, image_side: int,
     and bases without that stride) all of them."""
     if p.layers != "auto":
         return p.layers
-    cacheable = not is_photo(image_side) and p.augment.flip_only and not p.start_size
+    cacheable = p.cacheable and not is_photo(image_side)
     layers = layers_above_stride(CACHED_STRIDE) if cacheable else None
     return "all" if layers is None else layers
