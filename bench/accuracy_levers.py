@@ -128,7 +128,7 @@ def main() -> None:
         "",
         f"`python bench/accuracy_levers.py --data {args.data.name} --fraction {args.fraction}"
         f"{' --defaults' if args.defaults else ''}"
-        f"{''.join(f' --only {w!r}' for w in args.only)}`, "
+        f"{' --only ' + ' '.join(map(repr, args.only)) if args.only else ''}`, "
         f"{time.perf_counter() - begin:.0f} s in all. One run each, validation split only "
         f"(the test set is not read). `dvc repro` seconds include `features` and `train` "
         f"where the variant changes the model; the `finetune` stage's own seconds include its "
