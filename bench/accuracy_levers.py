@@ -56,6 +56,12 @@ VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 
      {"input_size": 128, "backbone": "EfficientNetLite1"}),
     ("4 epochs at 128 px, Lite2, blocks 1-4 cached", {"epochs": 4, "layers": "auto"},
      {"input_size": 128, "backbone": "EfficientNetLite2"}),
+    ("5 epochs at 128 px, blocks 1-4 cached, batch 128 at 1e-3 (the defaults)",
+     {"epochs": 5, "layers": 78, "batch_size": 128, "learning_rate": 1e-3}, {"input_size": 128}),
+    ("5 epochs at 128 px, blocks 1-4 cached, batch 256 at 2e-3",
+     {"epochs": 5, "layers": 78, "batch_size": 256, "learning_rate": 2e-3}, {"input_size": 128}),
+    ("5 epochs at 128 px, blocks 1-4 cached, batch 64 at 5e-4",
+     {"epochs": 5, "layers": 78, "batch_size": 64, "learning_rate": 5e-4}, {"input_size": 128}),
 ]
 
 
