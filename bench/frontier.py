@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -170,6 +171,7 @@ def figure(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lowest = min(accuracy for r in results for _, accuracy in r["points"])
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for r in results:
         t, accuracy = zip(*r["points"])
@@ -177,7 +179,7 @@ def figure(results: list[dict], path: Path) -> None:
     for threshold in THRESHOLDS:
         ax.axhline(100 * threshold, color="grey", linestyle=":", linewidth=0.8)
     ax.set(xlabel="wall time from the image folder (min)", ylabel="test accuracy (%)",
-           ylim=(70, 100))
+           ylim=(min(70, 5 * math.floor(20 * lowest)), 100))
     ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
