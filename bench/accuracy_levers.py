@@ -9,8 +9,9 @@ then `finetune` once per variant of VARIANTS (`dvc repro finetune` after a param
 fine-tuned model is also scored on validation with flip test-time augmentation and at larger
 test-time input sizes (the same weights, a larger Resizing). The test set is never read.
 `--defaults` runs the project's defaults alone on the dataset as it is (any image folder, the
-input size `auto`), to check the test-time levers on photos. A variant that changes the input
-size also reruns `features` and `train` (its seconds include them). Writes the section
+input size `auto`), to check the test-time levers on photos. A variant that changes the model
+(input size, backbone) also reruns `features` and `train`: its `dvc repro` seconds include
+them, the `finetune` stage's own seconds (its stage record) do not. Writes the section
 "accuracy-levers" (with `--defaults`: "accuracy-levers-<dataset>"; with `--only`:
 "accuracy-levers-<words>") of `--out`.
 """

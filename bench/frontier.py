@@ -135,22 +135,20 @@ def run_recipe(name: str, data: Path, work: Path, done: list[dict]) -> dict:
     if resumed:
         repo = folder / "project"
         start, trained, evaluated = recorded_times(repo)
+    elif base is None:
+        folder.mkdir()
+        repo = project(folder, data, sections_of(name))
+        os.environ[EPOCH_MODELS] = str(folder / "epochs")
+        start = time.time()
+        _, trained = run(repo, "dvc", "repro", "finetune")
+        del os.environ[EPOCH_MODELS]
     else:
-        if base is None:
-            folder.mkdir()
-            repo = project(folder, data, sections_of(name))
-            os.environ[EPOCH_MODELS] = str(folder / "epochs")
-            start = time.time()
-            _, trained = run(repo, "dvc", "repro", "finetune")
-            del os.environ[EPOCH_MODELS]
-        else:
-            repo, folder, start, trained = (base["repo"], base["folder"], base["start"],
-                                            base["trained"])
-            params = yaml.safe_load((repo / "params.yaml").read_text())
-            params["evaluate"] = {
-                **yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"],
-                **sections_of(name).get("evaluate", {})}
-            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        repo, folder, start, trained = base["repo"], base["folder"], base["start"], base["trained"]
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["evaluate"] = {**yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"],
+                              **sections_of(name).get("evaluate", {})}
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if not resumed:
         _, evaluated = run(repo, "dvc", "repro", "evaluate")
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     return {"name": name, "seconds": trained + evaluated, "repo": repo, "folder": folder,
