@@ -1,28 +1,37 @@
-# Quick start: `make repro` runs the pipeline, `make test` runs the tests.
-# Both create the virtual environment in $(VENV) first if it is missing or out of date.
+# Quick start: `make venv` sets up, `make repro` runs the pipeline, `make test` runs the tests.
+# Each creates the virtual environment in $(VENV) first if it is missing or out of date; the
+# stages find it themselves (bin/python), activated or not. EXTRAS=dev,gpu adds CUDA on Linux.
 PYTHON ?= python3.11
 VENV ?= .venv
+EXTRAS ?= dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # One pytest worker per core, each given whole test files (so a module's fixtures run once),
 # the longest files first (tests/conftest.py, LONGEST_FIRST).
 PYTEST := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
-.PHONY: venv repro study test test-fast lint bench clean
+.PHONY: venv repro study plots test test-fast lint bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 repro: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro $(ARGS)
+	$(BIN)/dvc repro $(ARGS)
 
 study: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m transfer.study $(ARGS)
+	$(BIN)/python -m transfer.study $(ARGS)
+
+# `dvc plots show` with Vega, Vega-Lite and Vega-Embed inlined from vl-convert (its page loads
+# them from a CDN otherwise, and stays blank offline).
+plots: $(STAMP)
+	mkdir -p .dvc/tmp
+	$(BIN)/python -c "import vl_convert as v; print('<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>DVC plots</title><script>' + v.javascript_bundle() + '</script></head><body>{plot_divs}</body></html>')" > .dvc/tmp/plots-offline.html
+	$(BIN)/dvc plots show --html-template .dvc/tmp/plots-offline.html $(ARGS)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) $(ARGS)

@@ -103,9 +103,11 @@ def cifar_like_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy_project(dest: Path) -> None:
-    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, src/, report/, study/) into `dest`."""
+    """Copy what `dvc repro` needs (dvc.yaml, params.yaml, bin/, src/, report/, study/) into
+    `dest`."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "bin", dest / "bin")
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__",
                                                                               "*.egg-info"))
     shutil.copytree(ROOT / "report/templates", dest / "report/templates")
@@ -116,7 +118,7 @@ def copy_project(dest: Path) -> None:
 def stage_module(name: str) -> str:
     """The module that pipeline stage `name` runs, from its command in dvc.yaml."""
     cmd = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"]
-    return cmd.removeprefix("python -m ").split()[0]
+    return cmd.removeprefix("bin/python -m ").split()[0]
 
 
 def run_stages(*names: str) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -398,6 +401,59 @@ def test_corrupt_archive(workdir, tmp_path, unpack_dir):
         fetch.main()
     assert data_listing(workdir) == []
     assert list(unpack_dir.iterdir()) == []
+
+
+def unsafe_archive(path: Path, member: tarfile.TarInfo, content: bytes = b"") -> Path:
+    """A .tar.gz of a small image folder plus one `member` that points outside it."""
+    import io
+
+    with tarfile.open(path, "w:gz") as tar:
+        image = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(image, "PNG")
+        for split in ("train", "test"):
+            info = tarfile.TarInfo(f"dataset/{split}/cat/0.png")
+            info.size = len(image.getvalue())
+            tar.addfile(info, io.BytesIO(image.getvalue()))
+        member.size = len(content)
+        tar.addfile(member, io.BytesIO(content))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["outside", "absolute link"])
+def test_unsafe_archive_member_is_one_error_line(workdir, tmp_path, kind):
+    """A member that would land outside the folder, or a link to an absolute path: `fetch`
+    exits 2 with one `error:` line naming the archive, no traceback, nothing written outside."""
+    if kind == "outside":
+        member = tarfile.TarInfo("dataset/../../escaped.txt")
+        content = b"escaped"
+    else:
+        member = tarfile.TarInfo("dataset/train/cat/link.png")
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/hostname"
+        content = b""
+    archive = unsafe_archive(tmp_path / "unsafe.tar.gz", member, content)
+    write_params(workdir, **tiny_params(archive))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    out = subprocess.run([sys.executable, "-m", "transfer.fetch"], cwd=workdir,
+                         capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in out.stderr
+    assert "unsafe.tar.gz: unsafe archive member refused" in lines[0]
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert not (workdir / "data").exists()
+
+
+def test_repository_without_a_commit_is_one_error_line(workdir, tiny_folder):
+    """`fetch` in a git repository with no commit yet (where DVCLive would stop `train` with a
+    traceback): exit 2, one `error:` line that says to commit, nothing written."""
+    subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
+    write_params(workdir, **tiny_params(tiny_folder))
+    out = subprocess.run([sys.executable, "-m", "transfer.fetch"], cwd=workdir,
+                         capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no commit yet" in lines[0]
+    assert sorted(p.name for p in workdir.iterdir()) == [".git", "params.yaml"]
 
 
 # --- preprocess_data --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -58,7 +59,10 @@ def test_h5_round_trip_and_consistency(workdir, fine_tuned):
     metrics = read_json("metrics/evaluate.json")["finetuned"]
     assert accuracy == pytest.approx(metrics["accuracy"])
     assert loss == pytest.approx(metrics["loss"], rel=1e-4)
-    native = keras.models.load_model("models/model.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        native = keras.models.load_model("models/model.keras")
+    assert [str(w.message) for w in caught] == [], "loading the exported model warns"
     np.testing.assert_allclose(model.predict(X_p, verbose=0), native.predict(X_p, verbose=0),
                                rtol=1e-5, atol=1e-6)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from PIL import Image
 from transfer.paper.stats import wilson_interval
 
 pytestmark = pytest.mark.slow
-STAGES = ("fetch", "features", "train", "finetune", "evaluate", "report")
+STAGES = ("fetch", "features", "train", "finetune", "evaluate", "summary", "report")
 SECTIONS = ("Abstract", "Introduction", "Materials and Methods", "Results", "Discussion",
             "Literature Cited", "Appendix")
 
@@ -95,29 +96,39 @@ def new_project(repo: Path, data: Path) -> Path:
 class Project:
     """The repository after the runs, with what each command printed."""
 
-    repo: Path
     repro: str
+    repo: Path
+    single_paper: str
     status: str
     baseline: dict[str, str]
     variants: list[str]
     variant_seconds: list[float]
+    diff: str
+
+
+VARIANTS = {"lr-high": "train.learning_rate=0.01", "dropout-half": "train.dropout=0.5"}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_folder) -> Project:
-    """`dvc repro`, commit the results, then `dvc exp run` two variants of `train`."""
+    """`dvc repro` (its paper kept), commit the results, then two variants of `train` queued
+    and run by DVC's queue, the workspace's paper rendered again as docs/paper.md says, and
+    `python -m transfer.diff` of the two variants."""
     repo = new_project(tmp_path_factory.mktemp("e2e") / "repo", tiny_folder)
     repro = run(repo, "dvc", "repro")
+    single_paper = (repo / "report/paper.md").read_text()
     status = run(repo, "dvc", "status")
     baseline = results(repo)
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline results")
-    variants = [timed(repo, "dvc", "exp", "run", "-n", "lr-high",
-                      "-S", "train.learning_rate=0.01"),
-                timed(repo, "dvc", "exp", "run", "-n", "dropout-half",
-                      "-S", "train.dropout=0.5")]
-    return Project(repo, repro, status, baseline, [out for out, _ in variants],
-                   [seconds for _, seconds in variants])
+    for name, change in VARIANTS.items():
+        run(repo, "dvc", "exp", "run", "--queue", "-n", name, "-S", change)
+    _, seconds = timed(repo, "dvc", "exp", "run", "--run-all")
+    variants = [run(repo, "dvc", "queue", "logs", name) for name in VARIANTS]
+    run(repo, "dvc", "repro", "--force", "--single-item", "report")
+    diff = run(repo, sys.executable, "-m", "transfer.diff", *VARIANTS)
+    return Project(repro, repo, single_paper, status, baseline, variants,
+                   [seconds / len(VARIANTS)] * len(VARIANTS), diff)
 
 
 def paper_sections(paper: str) -> dict[str, str]:
@@ -159,7 +170,7 @@ def test_repro_runs_every_stage_and_leaves_it_clean(project, tiny_folder):
 def test_train_change_reruns_only_what_depends_on_it(project):
     """A `train` param reruns train, finetune, evaluate and report, never fetch or features."""
     for output in project.variants:
-        assert ran(output) == {"train", "finetune", "evaluate", "report"}
+        assert ran(output) == {"train", "finetune", "evaluate", "summary", "report"}
     assert "up to date" in run(project.repo, "dvc", "status")
 
 
@@ -236,7 +247,7 @@ def test_paper_has_every_section_and_figure(project):
     assert len(linked) >= 6 and linked <= on_disk and linked_medium <= on_disk
     assert linked | linked_medium == on_disk
     for name in ("examples", "learning-curves", "confusion-matrix", "per-class-accuracy",
-                 "accuracy-vs-time"):
+                 "experiments"):
         assert f"figures/{name}.png" in linked
     assert paper.index("figures/examples.png") < paper.index("## Abstract")
     assert "### Motivation\n\nTo test the paper." in paper
@@ -345,15 +356,65 @@ def test_medium_variant_shows_tables_as_images(project):
                      .read_text(), flags=re.M)
 
 
-def test_experiment_table_lists_both_variants(project):
-    """The paper of the last variant lists the baseline, the first variant and itself, each
-    with the params it changed."""
+def test_experiment_table_lists_both_queued_variants(project):
+    """A single run's paper has no Experiments subsection; the workspace's paper rendered
+    after the queue lists the committed run (this one) and both queued variants, each with
+    its values of the params in which the runs differ, and their headline numbers."""
+    assert "### Experiments" not in project.single_paper
     paper = (project.repo / "report/paper.md").read_text()
-    table = paper.split("dvc exp show")[1].split("\n\n")[1]
-    rows = {row.split(" | ")[0].strip("| "): row.split(" | ")[1]
+    table = paper.split("### Experiments\n")[1].split("\n\n")[1]
+    rows = {row.split(" | ")[0].strip("| "): row.split(" | ")[1:]
             for row in table.splitlines()[2:]}
-    assert rows == {"main": "(baseline)", "lr-high": "train.learning_rate=0.01",
-                    "dropout-half (this run)": "train.learning_rate=0.01, train.dropout=0.5"}
+    assert {name: cells[0] for name, cells in rows.items()} == {
+        "main (this run)": "train.learning_rate=0.001, train.dropout=0.2",
+        "lr-high": "train.learning_rate=0.01, train.dropout=0.2",
+        "dropout-half": "train.learning_rate=0.001, train.dropout=0.5"}
+    for name in VARIANTS:
+        summary = json.loads(committed(project, experiment_rev(project, name),
+                                       "metrics/summary.json"))
+        assert rows[name][4] == f"{100 * summary['test_acc']:.1f}%", name
+    assert "](figures/experiments.png)" in paper
+
+
+def experiment_rev(project: Project, name: str) -> str:
+    """The commit of experiment `name`."""
+    import dvc.api
+
+    return next(row["rev"] for row in dvc.api.exp_show(repo=str(project.repo))
+                if row["Experiment"] == name)
+
+
+def test_diff_of_the_two_variants(project):
+    """`python -m transfer.diff lr-high dropout-half` writes the changed params, McNemar's line
+    with the counts the two experiments' predictions give, the fixed and broken pictures that
+    exist, and the paper's changed sentences, in Markdown and standalone HTML."""
+    out = project.repo / "report/diff"
+    text = (out / "diff.md").read_text()
+    assert "| `train.learning_rate` | `0.01` | `0.001` |" in text
+    assert "| `train.dropout` | `0.2` | `0.5` |" in text
+    answers = [read_predictions(project, name) for name in VARIANTS]
+    right = [[r["predicted"] == r["actual"] for r in rows] for rows in answers]
+    fixed = sum(b and not a for a, b in zip(*right))
+    broken = sum(a and not b for a, b in zip(*right))
+    assert (f"dropout-half gets {fixed} right that lr-high got wrong (fixed) and {broken} "
+            f"wrong that lr-high got right (broken). McNemar's exact test: ") in text
+    for name, count in (("fixed", fixed), ("broken", broken)):
+        assert (out / f"figures/{name}.png").is_file() == (count > 0), name
+    paper = text.split("## The paper\n")[1]
+    assert "- **lr-high:** | `train.learning_rate` | `0.01` |" in paper
+    assert "- **dropout-half:** | `train.learning_rate` | `0.001` |" in paper
+    html = (out / "diff.html").read_text()
+    assert "McNemar" in html and not re.search(r'src="(?!data:)', html)
+    assert "diff: report/diff/diff.md" in project.diff
+
+
+def read_predictions(project: Project, name: str) -> list[dict]:
+    """Experiment `name`'s predictions, from DVC's cache."""
+    import dvc.api
+
+    text = dvc.api.read("eval/predictions.csv", rev=experiment_rev(project, name),
+                        repo=str(project.repo))
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def test_killed_repro_leaves_nothing_trusted_and_resumes_to_the_same_results(
@@ -382,8 +443,10 @@ def test_killed_repro_leaves_nothing_trusted_and_resumes_to_the_same_results(
 
 @pytest.fixture(scope="module")
 def switched_back(project) -> tuple[str, float]:
-    """After the variants, params.yaml back to the committed baseline and `dvc repro` (output,
-    seconds). Changes the workspace, so only the last tests of this module use it."""
+    """A variant applied to the workspace (`dvc exp apply`), then params.yaml back to the
+    committed baseline and `dvc repro` (output, seconds). Changes the workspace, so only the
+    last tests of this module use it."""
+    run(project.repo, "dvc", "exp", "apply", "dropout-half")
     run(project.repo, "git", "checkout", "params.yaml")
     return timed(project.repo, "dvc", "repro")
 
@@ -393,7 +456,7 @@ def test_params_already_run_are_restored_from_the_run_cache(project, switched_ba
     fraction of the time the variants took to compute theirs."""
     output, seconds = switched_back
     assert not ran(output)
-    for stage in ("train", "finetune", "evaluate", "report"):
+    for stage in ("train", "finetune", "evaluate", "summary", "report"):
         assert f"Stage '{stage}' is cached - skipping run" in output
     assert results(project.repo) == project.baseline
     print(f"run cache: {seconds:.1f} s, variants computed in "
@@ -437,7 +500,7 @@ def test_study_runs_are_experiments_and_a_rerun_recomputes_nothing(project, stud
     assert all(f"study: {name} queued" in study["first"] for name in STUDY)
     assert set(STUDY) <= set(study["revs"])
     logs = run(repo, "dvc", "queue", "logs", "data-100")  # the committed baseline's params
-    assert "Running stage" not in logs and logs.count("didn't change, skipping") == 5, logs
+    assert "Running stage" not in logs and logs.count("didn't change, skipping") == 6, logs
     rows = {r["name"]: r for r in study["results"]["runs"]}
     for name in STUDY:
         metrics = json.loads(committed(project, study["revs"][name], "metrics/evaluate.json"))

@@ -68,7 +68,7 @@ def test_a_bad_study_file_is_one_line_naming_the_run(workdir, raw_params, text, 
 def results(changed: list[dict], fractions: list[float]) -> dict:
     """A study/results.json of two runs on one test set of 100 images."""
     runs = [{"name": f"run-{i}", "experiment": f"abc{i}", "changed": c, "fraction": f,
-             "seconds": 60.0 * (i + 1), "this_paper": i == 1,
+             "minutes": 1.0 * (i + 1), "this_paper": i == 1,
              "head": {"accuracy": 0.5 + i / 10, "correct": 50 + 10 * i, "count": 100},
              "finetuned": {"accuracy": 0.7 + i / 10, "correct": 70 + 10 * i, "count": 100}}
             for i, (c, f) in enumerate(zip(changed, fractions))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import tarfile
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -81,6 +82,9 @@ def opened_folder(path: str | Path) -> Iterator[Path]:
         safety = {} if path.name.lower().endswith(".zip") else {"filter": "data"}
         try:
             shutil.unpack_archive(path, tmp, **safety)
+        except tarfile.FilterError as e:  # a member aimed outside the folder, or a link out
+            raise DataError(f"{path}: unsafe archive member refused ({e}); an archive may "
+                            f"hold only files and links inside its own folder") from e
         except (shutil.ReadError, OSError, EOFError) as e:
             raise DataError(f"{path}: cannot unpack archive ({e})") from e
         try:

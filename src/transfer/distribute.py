@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transfer.runtime import UserError, tensorboard_dir
+from transfer.runtime import UserError, device_description, tensorboard_dir
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -40,7 +40,9 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 
 
 def strategy(name: str, key: str) -> tf.distribute.Strategy:
-    """The strategy called `name` by param `key` (`train.strategy` or `finetune.strategy`)."""
+    """The strategy called `name` by param `key` (`train.strategy` or `finetune.strategy`);
+    says which device the stage trains on."""
+    print(f"{key.split('.')[0]}: on {device_description()}")
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])

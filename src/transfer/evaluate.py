@@ -74,7 +74,11 @@ def main() -> None:
     model = keras.models.load_model(FINETUNED)
     if p.flip:
         model = test_time.flip_averaged(model)
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    # Compiled so that `load_model(...).evaluate(...)` works as it is (the assignment's check).
+    # Plain SGD keeps no per-weight state: what is saved is what loading builds, so loading
+    # warns of no skipped optimizer variables (Adam's, never built here, would be).
+    model.compile(optimizer=keras.optimizers.SGD(), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
     finetuned = np.zeros((len(y_test), len(classes)), dtype=np.float32)
     engine = engines.choose(p.engine, len(y_test))
     engines.predict_batches(engines.runner(model, engine), x_test, p.batch_size, finetuned,

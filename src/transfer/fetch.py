@@ -30,7 +30,14 @@ from transfer.data import (
 )
 from transfer.params import DataParams, ModelParams, load_params
 from transfer.paths import CLASSES, DATASET, PREPARED, STAGE_TIMES
-from transfer.runtime import UserError, atomic_path, downloading, run_stage, write_json
+from transfer.runtime import (
+    UserError,
+    atomic_path,
+    downloading,
+    require_commit,
+    run_stage,
+    write_json,
+)
 
 SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
 
@@ -132,6 +139,7 @@ def fetch_folder(p: DataParams, m: ModelParams, seed: int,
 
 def main() -> None:
     """Fetch the dataset named by `data` in params.yaml into data/prepared/."""
+    require_commit()  # before minutes of work that `train` could not record
     params = load_params()
     p = params.data
     with atomic_path(PREPARED) as tmp:

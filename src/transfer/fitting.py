@@ -17,6 +17,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from transfer.progress import keras_verbosity
+from transfer.runtime import require_commit
 
 EPOCH_MODELS = "TRANSFER_EPOCH_MODELS"  # environment variable: a folder for every epoch's model
 
@@ -43,6 +44,7 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
             Path(os.environ[EPOCH_MODELS]) / live_dir.name / "epoch-{epoch:02d}.keras"))
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
+    require_commit()
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         live.step = first_epoch
         history = model.fit(initial_epoch=first_epoch, verbose=keras_verbosity(),

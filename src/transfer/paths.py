@@ -7,6 +7,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 STAGE_TIMES = Path("metrics/time")  # <stage>.json: the stage's wall seconds and peak memory
+RUN_STAGES = ("fetch", "features", "train", "finetune", "evaluate")  # a run's wall time
 STUDY = Path("study")  # runs.yaml: the study's runs (transfer.study); results.json: their results
 STUDY_RUNS = STUDY / "runs.yaml"
 STUDY_RESULTS = STUDY / "results.json"
@@ -34,6 +35,9 @@ FINETUNE_LIVE = Path("dvclive/finetune")
 EXPORTS = (Path("models/model.keras"), Path("models/cifar10.h5"))
 EVALUATION = Path("metrics/evaluate.json")
 PREDICTIONS = Path("eval/predictions.csv")
+
+# summary
+SUMMARY = Path("metrics/summary.json")  # the headline numbers: dvc.yaml's only metrics file
 
 # report
 REPORT = Path("report")

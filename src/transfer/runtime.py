@@ -9,6 +9,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +72,23 @@ def downloading(what: str, offline: str) -> Iterator[None]:
         raise UserError(f"cannot download {what} ({cause.reason}); offline, use {offline}") from e
 
 
+def require_commit() -> None:
+    """Raise UserError in a git repository that has no commit yet (outside git, or without
+    git, nothing to check): DVC experiments and DVCLive record runs against a commit, and
+    DVCLive stops there with a traceback."""
+    try:
+        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"],
+                                capture_output=True, text=True)
+        head = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        return
+    if inside.stdout.strip() == "true" and head.returncode != 0:
+        raise UserError(f"{Path.cwd()} is a git repository with no commit yet; commit the "
+                        f"project first (git add -A && git commit -m 'project'): DVC and "
+                        f"DVCLive record each run against a commit")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow/Keras from one number."""
     import keras
@@ -91,7 +109,11 @@ def device_description() -> str:
               (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
               if line.startswith("model name")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{models[0] if models else platform.machine()} CPU, {cores} cores, no GPU"
+    cpu = f"{models[0] if models else platform.machine()} CPU, {cores} cores, no GPU"
+    if Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi"):
+        cpu += (" (an NVIDIA GPU is here but TensorFlow has no CUDA libraries: install the "
+                "gpu extra, `make venv EXTRAS=dev,gpu`, see docs/speed.md)")
+    return cpu
 
 
 def tensorboard_dir(stage: str) -> Path:
@@ -214,10 +236,10 @@ def renumber_shared_objects(config: object, numbers: dict[int, int]) -> object:
             else renumber_shared_objects(value, numbers) for key, value in config.items()}
 
 
-def write_json(path: str | Path, data: object) -> None:
-    """Write `data` as stable, indented JSON, atomically."""
+def write_json(path: str | Path, data: object, sort_keys: bool = True) -> None:
+    """Write `data` as stable, indented JSON, atomically (keys sorted, or in `data`'s order)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def read_json(path: str | Path) -> object:

@@ -3,7 +3,7 @@
     python -m transfer.study [--jobs N] [--force]
 
 Each run is params.yaml with the run's overrides (`dotted.key: value`). It is queued with
-`dvc exp run --queue --name <run> -S key=value evaluate` and run by DVC's queue (`dvc exp run
+`dvc exp run --queue --name <run> -S key=value summary` and run by DVC's queue (`dvc exp run
 --run-all --jobs N`), so the runs are ordinary experiments of the current commit, and stages
 whose inputs were run before come out of DVC's run cache. A run whose experiment already
 exists with the same params and results is not queued again (`--force` recomputes every run);
@@ -25,13 +25,13 @@ from itertools import combinations
 
 import yaml
 
-from transfer.paper.experiments import Experiment, flatten, format_value
+from transfer.paper.experiments import TEST_SET_KEYS, Experiment, flatten, format_value
+from transfer.paper.stats import discordant
 from transfer.params import ParamError, parse_params
 from transfer.paths import EVALUATION, PARAMS, PREDICTIONS, STUDY_RESULTS, STUDY_RUNS
 from transfer.runtime import UserError, atomic_path, run_stage
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a DVC experiment name (a git ref part)
-TEST_SET_KEYS = ("seed", "data.source", "data.path", "data.test_folder", "data.test_split")
 
 
 def nested(overrides: dict) -> dict:
@@ -87,8 +87,9 @@ def load_study(raw_params: dict) -> dict[str, dict]:
 
 
 def dvc(*args: str, quiet: bool = False) -> str:
-    """Run a `dvc` command in the project; its output, or UserError with it on failure."""
-    out = subprocess.run(["dvc", *args], capture_output=quiet, text=True)
+    """Run a `dvc` command in the project with this interpreter's DVC (the environment need
+    not be activated); its output, or UserError with it on failure."""
+    out = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=quiet, text=True)
     if out.returncode != 0:
         detail = (out.stderr or out.stdout or "").strip().splitlines() if quiet else []
         raise UserError(f"`dvc {' '.join(args)}` failed"
@@ -131,7 +132,7 @@ def queue_runs(runs: dict[str, dict], raw_params: dict, force: bool) -> list[str
             dvc("exp", "remove", name, quiet=True)
         sets = [a for k, v in overrides.items() for a in ("-S", f"{k}={typed(v)}")]
         dvc("exp", "run", "--queue", "--name", name, *(["--force"] if force else []), *sets,
-            "evaluate", quiet=True)
+            "summary", quiet=True)
         print(f"study: {name} queued ({', '.join(sets[1::2]) or 'params.yaml as it is'})")
         queued.append(name)
     return queued
@@ -139,16 +140,15 @@ def queue_runs(runs: dict[str, dict], raw_params: dict, force: bool) -> list[str
 
 def failure(name: str) -> str:
     """The error line of a failed run's log, or where to look."""
-    out = subprocess.run(["dvc", "queue", "logs", name], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "dvc", "queue", "logs", name],
+                         capture_output=True, text=True)
     errors = [line for line in out.stdout.splitlines() if line.startswith("error: ")]
     return errors[0].removeprefix("error: ") if errors else f"see `dvc queue logs {name}`"
 
 
-def predictions(rev: str) -> list[tuple[str, str]]:
-    """(actual, predicted) per test image of the fine-tuned model of experiment `rev`."""
-    import dvc.api
-
-    text = dvc.api.read(str(PREDICTIONS), rev=rev)
+def predictions(e: Experiment) -> list[tuple[str, str]]:
+    """(actual, predicted) per test image of the fine-tuned model of experiment `e`."""
+    text = e.read(PREDICTIONS)
     return [(r["actual"], r["predicted"]) for r in csv.DictReader(io.StringIO(text))]
 
 
@@ -162,25 +162,25 @@ def gather(runs: dict[str, dict], raw_params: dict) -> dict:
     rows, answers = [], {}
     for name, overrides in runs.items():
         e = done[name]
-        answers[name] = predictions(e.values["rev"])
+        answers[name] = predictions(e)
+        tested = json.loads(e.read(EVALUATION))
         rows.append({
-            "name": name, "experiment": e.values["rev"],
+            "name": name, "experiment": e.rev,
             "changed": overrides,
             "fraction": float(e.values["data.fraction"]),
-            "seconds": e.seconds(),
+            "minutes": e.metric("minutes"),
             "this_paper": same_params(e, workspace),
-            **{model: {"accuracy": e.metric(EVALUATION, f"{model}.accuracy"),
-                       **{key: int(e.metric(EVALUATION, f"{model}.{key}"))
-                          for key in ("correct", "count")}}
+            **{model: {key: tested[model][key] for key in ("accuracy", "correct", "count")}
                for model in ("head", "finetuned")}})
     pairs = []
     for a, b in combinations(runs, 2):
         same = all(format_value(done[a].values.get(k)) == format_value(done[b].values.get(k))
                    for k in TEST_SET_KEYS)
         if same and [t for t, _ in answers[a]] == [t for t, _ in answers[b]]:
-            right = [(pa == t, pb == t) for (t, pa), (_, pb) in zip(answers[a], answers[b])]
-            pairs.append({"runs": [a, b], "only_first": sum(x and not y for x, y in right),
-                          "only_second": sum(y and not x for x, y in right)})
+            only_first, only_second = discordant([p == t for t, p in answers[a]],
+                                                 [p == t for t, p in answers[b]])
+            pairs.append({"runs": [a, b], "only_first": len(only_first),
+                          "only_second": len(only_second)})
     return {"runs": rows, "pairs": pairs}
 
 

@@ -1,31 +1,25 @@
 """The DVC experiment log of the current commit, read through `dvc.api.exp_show`.
 
-Each row is flat, as `dvc exp show` prints it: params under their dotted names, metrics under
-their name, or `<file>:<name>` where two metrics files share a name. When DVC cannot show
+Each row is flat, as `dvc exp show` prints it: params under their dotted names and the headline
+numbers of `metrics/summary.json` (the pipeline's only metrics file) under theirs. Any other
+record of a run is read from the run itself (`Experiment.read`). When DVC cannot show
 experiments (no git repository, say), the log is the current run alone, read from its files.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from transfer.paths import (
-    EVALUATION,
-    FEATURES_METRICS,
-    FINETUNE_LIVE,
-    PARAMS,
-    STAGE_TIMES,
-    TRAIN_LIVE,
-)
+from transfer.paths import PARAMS, SUMMARY
 from transfer.runtime import read_json
 
-RUN_STAGES = ("fetch", "features", "train", "finetune", "evaluate")  # a run's wall time
-METRICS_FILES = (FEATURES_METRICS, TRAIN_LIVE / "metrics.json", FINETUNE_LIVE / "metrics.json",
-                 EVALUATION, *(STAGE_TIMES / f"{stage}.json" for stage in RUN_STAGES))
+TEST_SET_KEYS = ("seed", "data.source", "data.path", "data.test_folder", "data.test_split")
+
 
 
 @dataclass(frozen=True)
@@ -42,10 +36,15 @@ class Experiment:
         """The name, marked when the row is this run."""
         return f"{self.name} (this run)" if self.current and self.name != "this run" else self.name
 
-    def metric(self, path: Path | str, key: str) -> float | None:
-        """A metric of one file, whichever way DVC flattened its name; None if absent (DVC
-        shows '!' for a metric a commit lacks)."""
-        value = self.values.get(f"{path}:{key}", self.values.get(key))
+    @property
+    def rev(self) -> str:
+        """The git revision that holds the run's outputs (`workspace` for this run)."""
+        return "workspace" if self.current else self.values["rev"]
+
+    def metric(self, key: str) -> float | None:
+        """A headline number (a key of metrics/summary.json), whichever way DVC flattened its
+        name; None if absent (DVC shows '!' or '-' for a metric a commit lacks)."""
+        value = self.values.get(f"{SUMMARY}:{key}", self.values.get(key))
         try:
             return float(value)
         except (TypeError, ValueError):
@@ -56,18 +55,20 @@ class Experiment:
         """Whether the run has test results of its own: not queued, running or failed (DVC
         shows a failed queued run with the metrics of the commit it started from)."""
         return self.values.get("State") not in ("Queued", "Running", "Failed") and \
-            self.metric(EVALUATION, "finetuned.accuracy") is not None
+            self.metric("test_acc") is not None
 
-    def seconds(self) -> float | None:
-        """Wall time of the run, fetch to evaluate (each stage's `metrics/time`); None if a
-        stage's is missing."""
-        times = [self.metric(STAGE_TIMES / f"{stage}.json", "seconds") for stage in RUN_STAGES]
-        return None if None in times else round(sum(times), 1)
+    def read(self, path: Path | str) -> str:
+        """One of the run's files as text: from the workspace for this run, else from its
+        commit (DVC's cache for cached outputs, git for the rest)."""
+        if self.current:
+            return Path(path).read_text()
+        import dvc.api
 
-    def changed_params(self, baseline: Experiment, keys: Iterable[str]) -> str:
-        """`key=value` for each param in `keys` whose value differs from the baseline's."""
-        return ", ".join(f"{k}={format_value(self.values.get(k))}" for k in keys
-                         if self.values.get(k) != baseline.values.get(k))
+        return dvc.api.read(str(path), rev=self.rev, repo=os.environ.get("DVC_ROOT"))
+
+    def param(self, key: str) -> str:
+        """A param's value as a user would type it."""
+        return format_value(self.values.get(key))
 
 
 def format_value(value: object) -> str:
@@ -96,22 +97,26 @@ def raw_params() -> dict:
     return yaml.safe_load(PARAMS.read_text())
 
 
+def run_params() -> list[str]:
+    """The params a run is told apart by, dotted: all but `report.*`, which only words it."""
+    return [key for key in flatten(raw_params()) if not key.startswith("report.")]
+
+
 def current_run() -> dict:
-    """This run's params and metrics, flattened as `dvc exp show` would (every metric prefixed)."""
+    """This run's params and headline numbers, flattened as `dvc exp show` would."""
     row = flatten(raw_params())
-    for path in METRICS_FILES:
-        if path.is_file():
-            row.update({f"{path}:{k}": v for k, v in flatten(read_json(path)).items()})
+    if SUMMARY.is_file():
+        row.update({f"{SUMMARY}:{k}": v for k, v in flatten(read_json(SUMMARY)).items()})
     return row
 
 
 def experiment_log() -> list[Experiment]:
-    """The baseline commit first, then its experiments, then this run.
+    """The baseline commit first, then its finished experiments, then this run.
 
     This run keeps its experiment name when it is one: inside `dvc exp run` (where DVC lists
     it twice, as `workspace` and under its name) and after it (when its results are applied
-    to the workspace). Experiments without test results (queued or
-    failed) are left out. Outside a git repository the log is this run alone.
+    to the workspace). Outside a git repository, or before its first commit, the log is this
+    run alone.
     """
     import dvc.api
     from dvc.exceptions import DvcException
@@ -128,6 +133,8 @@ def experiment_log() -> list[Experiment]:
         if current and running and not row["Experiment"]:
             continue
         name = row["Experiment"] or ("this run" if current else row["rev"])
+        if current:
+            row = {**row, **current_run()}
         log.append(Experiment(name, row, current=current,
                               baseline=not (current or row["Experiment"])))
     log = [e for e in log if e.current or e.baseline or e.finished]
@@ -135,21 +142,33 @@ def experiment_log() -> list[Experiment]:
 
 
 def merge_current(log: list[Experiment]) -> list[Experiment]:
-    """Name this run after the experiment whose params and metrics it has, if any, and list
-    that experiment once. The stages' times are not compared: a stage restored from the run
-    cache has the same results but may have run again (`fetch`)."""
-    keys = list(dict.fromkeys(n for key in current_run() if not key.startswith(str(STAGE_TIMES))
-                              for n in (key, key.split(":")[-1])))
+    """Name this run after the run (an experiment, or the baseline commit with its results)
+    whose params and results it has, if any, and list that run once. The minutes are not
+    compared: a stage restored from the run cache has the same results but may have run
+    again (`fetch`)."""
+    keys = [k for k in current_run() if not k.endswith(":minutes")]
 
     def results(e: Experiment) -> list:
-        return [e.values.get(k) for k in keys]
+        return [e.values.get(k, e.values.get(k.split(":")[-1])) for k in keys]
 
     current = next(e for e in log if e.current)
-    if current.name != "this run":
+    if current.name != "this run" or current.metric("test_acc") is None:
         return log
-    same = next((e for e in log if not e.current and not e.baseline
+    same = next((e for e in log if not e.current and e.finished
                  and results(e) == results(current)), None)
     if same is None:
         return log
-    renamed = Experiment(same.name, current.values, current=True)
+    renamed = Experiment(same.name, current.values, current=True, baseline=same.baseline)
     return [renamed if e is current else e for e in log if e is not same]
+
+
+def compared_runs(log: list[Experiment], excluded: Iterable[str] = ()) -> list[Experiment]:
+    """The runs of the log that have test results, but those named in `excluded` (the
+    study's, which have their own table); worth a table only when there are two or more."""
+    skip = set(excluded)
+    return [e for e in log if e.finished and (e.current or e.name not in skip)]
+
+
+def varying_params(runs: list[Experiment], keys: Iterable[str]) -> list[str]:
+    """The params among `keys` whose value is not the same in every run."""
+    return [k for k in keys if len({e.param(k) for e in runs}) > 1]

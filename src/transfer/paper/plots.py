@@ -21,6 +21,7 @@ DPI = 120
 CORRECT, WRONG = "#1a7f37", "#cf222e"
 HEAD, FINETUNED = "#8c959f", "#0969da"
 Curve = tuple[Sequence[float], Sequence[float]]
+WALL_TIME = "wall time, fetch to evaluate (min)"
 
 
 def save(fig: plt.Figure, path: Path) -> None:
@@ -118,15 +119,18 @@ def finish_accuracy(fig: plt.Figure, ax: plt.Axes, path: Path) -> None:
     save(fig, path)
 
 
-def accuracy_vs_time(names: Sequence[str], minutes: Sequence[float], head: Sequence[float],
-                     finetuned: Sequence[float], path: Path) -> None:
-    """Test accuracy of each run, head and fine-tuned, against its wall time."""
+def accuracy_against(names: Sequence[str], x: Sequence[float], x_label: str,
+                     head: Sequence[float], finetuned: Sequence[float], path: Path) -> None:
+    """Test accuracy of each run, head and fine-tuned, against `x` (a wall time, or the one
+    param the runs vary; log scale when it spans a factor of 10 or more)."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.scatter(minutes, head, color=HEAD, label="head only", zorder=3)
-    ax.scatter(minutes, finetuned, color=FINETUNED, label="fine-tuned", zorder=3)
-    for name, x, y in zip(names, minutes, finetuned):
-        ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
-    ax.set_xlabel("wall time, fetch to evaluate (min)")
+    ax.scatter(x, head, color=HEAD, label="head only", zorder=3)
+    ax.scatter(x, finetuned, color=FINETUNED, label="fine-tuned", zorder=3)
+    for name, at, y in zip(names, x, finetuned):
+        ax.annotate(name, (at, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    if min(x) > 0 and max(x) >= 10 * min(x):
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
     finish_accuracy(fig, ax, path)
 
 

@@ -30,13 +30,16 @@ from transfer.data import SPLITS, load_split
 from transfer.paper import plots, publish, typeset
 from transfer.paper.experiments import (
     Experiment,
+    compared_runs,
     experiment_log,
     flatten,
     format_value,
     raw_params,
+    run_params,
+    varying_params,
 )
 from transfer.paper.notes import read_notes
-from transfer.paper.stats import mcnemar_p, wilson_interval
+from transfer.paper.stats import discordant, mcnemar_p, wilson_interval
 from transfer.paper.study import study_section
 from transfer.paper.wording import Table, percent, render
 from transfer.params import Params, load_params
@@ -57,7 +60,6 @@ from transfer.paths import (
     PREPARED,
     REPORT,
     SITE,
-    STAGE_TIMES,
     TEMPLATES,
     TRAIN_LIVE,
 )
@@ -65,6 +67,7 @@ from transfer.runtime import atomic_path, read_json, run_stage
 
 LIBRARIES = ("tensorflow", "keras", "numpy", "dvc", "dvclive", "matplotlib", "openvino")
 HYPERPARAMETERS = ("seed", "data.", "model.", "features.", "train.", "finetune.")
+EXPERIMENTS_FIGURE = "experiments.png"
 
 
 def read_curves(live: Path) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
@@ -103,33 +106,40 @@ def dataset_name(params: Params, classes: list[str]) -> str:
     return re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(params.data.path).name)
 
 
-def experiments_table(log: list[Experiment], raw: dict, figures: Path) -> Table:
-    """One row per experiment: name, changed params, validation and test accuracy, wall time."""
-    baseline = next((e for e in log if e.baseline), log[-1])
-    keys = [k for k in flatten(raw) if not k.startswith("report.")]
-    rows = []
-    for e in log:
-        changed = "(baseline)" if e.baseline else e.changed_params(baseline, keys) or "none"
-        seconds = e.seconds()
-        rows.append([e.label, changed,
-                     percent(e.metric(TRAIN_LIVE / "metrics.json", "best_val_accuracy")),
-                     percent(e.metric(FINETUNE_LIVE / "metrics.json", "best_val_accuracy")),
-                     percent(e.metric(EVALUATION, "head.accuracy")),
-                     percent(e.metric(EVALUATION, "finetuned.accuracy")),
-                     "—" if seconds is None else f"{seconds / 60:.1f}"])
-    minutes = {e.name: e.seconds() / 60 for e in log if e.seconds() is not None}
-    plotted = [e for e in log if e.name in minutes
-               and e.metric(EVALUATION, "finetuned.accuracy") is not None]
-    plots.accuracy_vs_time([e.label for e in plotted], [minutes[e.name] for e in plotted],
-                           [e.metric(EVALUATION, "head.accuracy") for e in plotted],
-                           [e.metric(EVALUATION, "finetuned.accuracy") for e in plotted],
-                           figures / "accuracy-vs-time.png")
-    header = ["experiment", "changed params", "val. acc. head", "val. acc. fine-tuned",
+def experiments_table(runs: list[Experiment], figures: Path) -> tuple[Table, str]:
+    """One row per run: its name, the params that differ between the runs, validation and test
+    accuracy of both phases, wall time. Draws the figure: test accuracy against the one param
+    the runs vary when it is a number, else against wall time; returns its x axis in words."""
+    varying = varying_params(runs, run_params())
+    rows = [[e.label, ", ".join(f"{k}={e.param(k)}" for k in varying) or "none",
+             *(percent(e.metric(key)) for key in ("val_acc_head", "val_acc", "test_acc_head",
+                                                  "test_acc")),
+             "—" if e.metric("minutes") is None else f"{e.metric('minutes'):.1f}"]
+            for e in runs]
+    numbers = [as_number(e.values.get(varying[0])) for e in runs] if len(varying) == 1 else []
+    if numbers and None not in numbers:
+        plotted, x, axis, label = runs, numbers, f"the value of {varying[0]}", varying[0]
+    else:
+        plotted = [e for e in runs if e.metric("minutes") is not None]
+        x, axis, label = ([e.metric("minutes") for e in plotted], "its wall time from fetch to "
+                          "evaluate", plots.WALL_TIME)
+    plots.accuracy_against([e.label for e in plotted], x, label,
+                           [e.metric("test_acc_head") for e in plotted],
+                           [e.metric("test_acc") for e in plotted],
+                           figures / EXPERIMENTS_FIGURE)
+    header = ["run", "params that differ", "val. acc. head", "val. acc. fine-tuned",
               "test acc. head", "test acc. fine-tuned", "wall time (min)"]
-    return Table("The experiment log of this commit (`dvc exp show`): params that differ from "
-                 "the baseline, best validation accuracy and test accuracy of both phases, and "
-                 "the run's wall time from fetch to evaluate.", header, rows,
-                 "table-experiments.png")
+    return Table("The runs of this commit that have test results (`dvc exp show`): the params "
+                 "in which they differ, best validation accuracy and test accuracy of both "
+                 "phases, and each run's wall time from fetch to evaluate.", header, rows,
+                 "table-experiments.png"), axis
+
+
+def as_number(value: object) -> float | None:
+    """A param value as a number, or None if it is not one (`auto`, a path, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def title(params: Params, dataset: str) -> str:
@@ -181,10 +191,8 @@ def evaluation(params: Params, classes: list[str], predictions: list[dict]) -> d
     for scores in results.values():
         scores["ci"] = wilson_interval(scores["correct"], scores["count"])
         scores["top_k"] = scores[f"top_{k}_accuracy"]
-    head_ok = [r["head_predicted"] == r["actual"] for r in predictions]
-    tuned_ok = [r["predicted"] == r["actual"] for r in predictions]
-    b = sum(h and not t for h, t in zip(head_ok, tuned_ok))
-    c = sum(t and not h for h, t in zip(head_ok, tuned_ok))
+    b, c = map(len, discordant([r["head_predicted"] == r["actual"] for r in predictions],
+                               [r["predicted"] == r["actual"] for r in predictions]))
     per_class = [results["finetuned"]["per_class_accuracy"][name] for name in classes]
     return {"results": results, "top_k": k,
             "gain": results["finetuned"]["accuracy"] - results["head"]["accuracy"],
@@ -267,8 +275,9 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
             [[a, p, f"{n:,}", percent(n / actual[a])] for (a, p), n in values["confused"]],
             "table-confused.png"),
     }
-    if any(not e.baseline for e in values["experiments"]):  # else nothing to compare
-        found["experiments"] = experiments_table(values["experiments"], raw, figures)
+    if len(values["experiments"]) > 1:  # else nothing to compare
+        found["experiments"], values["experiments_axis"] = experiments_table(
+            values["experiments"], figures)
     if values["study"]:
         found["study"] = values["study"]["table"]
     for table in found.values():
@@ -319,8 +328,8 @@ def context(params: Params, figures: Path) -> dict:
         "backbone_origin": origin(params.model.backbone),
         "counts": counts, "prepared": prepared,
         "features": read_json(FEATURES_METRICS), "study": study,
-        "experiments": [e for e in experiment_log()  # the study's runs have their own table
-                        if not study or e.name not in study["names"]],
+        "experiments": compared_runs(experiment_log(),  # the study's runs: their own table
+                                     study["names"] if study else ()),
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
         **evaluation(params, classes, predictions), **draw_curves(figures),
     }
@@ -380,4 +389,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, STAGE_TIMES / "report.json")
+    run_stage(main)  # its time is printed, not recorded: metrics/time holds the run's stages

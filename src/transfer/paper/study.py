@@ -35,7 +35,7 @@ def study_section(figures: Path) -> dict | None:
             or "none"
         rows.append([label(run), changed, percent(run["head"]["accuracy"]),
                      percent(tuned["accuracy"]), f"{percent(low)} – {percent(high)}",
-                     "—" if run["seconds"] is None else f"{run['seconds'] / 60:.1f}"])
+                     "—" if run["minutes"] is None else f"{run['minutes']:.1f}"])
     by_fraction = all(set(run["changed"]) <= {"data.fraction"} for run in runs) and \
         len({run["fraction"] for run in runs}) > 1
     head = [run["head"]["accuracy"] for run in runs]
@@ -44,9 +44,9 @@ def study_section(figures: Path) -> dict | None:
         plots.accuracy_vs_fraction([run["fraction"] for run in runs], head, tuned,
                                    [run["this_paper"] for run in runs], figures / FIGURE)
     else:
-        timed = [i for i, run in enumerate(runs) if run["seconds"] is not None]
-        plots.accuracy_vs_time([label(runs[i]) for i in timed],
-                               [runs[i]["seconds"] / 60 for i in timed],
+        timed = [i for i, run in enumerate(runs) if run["minutes"] is not None]
+        plots.accuracy_against([label(runs[i]) for i in timed],
+                               [runs[i]["minutes"] for i in timed], plots.WALL_TIME,
                                [head[i] for i in timed], [tuned[i] for i in timed],
                                figures / FIGURE)
     pairs = [{"first": a, "second": b, "only_first": pair["only_first"],
