@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,17 @@ def test_auto_is_the_default_and_explicit_values_load(workdir):
     p = load_params()
     assert (p.model.input_size, p.finetune.batch_size, p.finetune.learning_rate,
             p.finetune.augment.zoom) == (128, 32, 1e-4, 0.2)
+
+
+def test_relative_data_path_is_read_from_the_repository(workdir, tmp_path, monkeypatch,
+                                                         tiny_folder):
+    """In the temporary copy where DVC runs a queued experiment, a relative data.path still
+    means the folder beside the repository (DVC_ROOT), as it does in the workspace."""
+    from conftest import tiny_params
+
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    shutil.copytree(tiny_folder, repo / "data" / "images")
+    write_params(workdir, **tiny_params(Path("data/images")))
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    assert load_params().data.path == str(repo / "data/images")

@@ -142,11 +142,11 @@ def test_images(run: Run, indices: list[int]) -> np.ndarray:
 
 
 def draw_changed(run: Run, rows_a: list[dict], rows_b: list[dict], indices: list[int],
-                 names: tuple[str, str], fixed: bool, path: Path) -> None:
-    """A grid of the test images at `indices`, titled with both runs' answers."""
-    a, b = names
-    titles = [f"{rows_a[i]['actual']}\n{a}: {rows_a[i]['predicted']}\n"
-              f"{b}: {rows_b[i]['predicted']}" for i in indices]
+                 fixed: bool, path: Path) -> None:
+    """A grid of the test images at `indices`, each titled with its true class, then the
+    first run's answer → the second's."""
+    titles = [f"{rows_a[i]['actual']}\n{rows_a[i]['predicted']} → {rows_b[i]['predicted']}"
+              for i in indices]
     plots.image_grid(test_images(run, indices), titles, [fixed] * len(indices), path)
 
 
@@ -214,12 +214,13 @@ def markdown(a: Run, b: Run, examples: int, figures: Path) -> str:
         for label, indices, good in (("Fixed", fixed, True), ("Broken", broken, False)):
             if indices:
                 shown = indices[:examples]
-                draw_changed(b, rows_a, rows_b, shown, (a.name, b.name), good,
-                             figures / f"{label.lower()}.png")
+                draw_changed(b, rows_a, rows_b, shown, good, figures / f"{label.lower()}.png")
                 parts += [f"![{label}: {plural(len(indices), 'test image')} {b.name} gets "
                           f"{'right' if good else 'wrong'} and {a.name} "
                           f"{'wrong' if good else 'right'}, the first {len(shown)} shown]"
-                          f"(figures/{label.lower()}.png)", ""]
+                          f"(figures/{label.lower()}.png)", "",
+                          f"*{label}: each image's true class, then {a.name}'s answer → "
+                          f"{b.name}'s.*", ""]
         classes = json.loads(b.read(CLASSES))
         parts += ["## Per class", "", markdown_table(per_class_table(a, b, classes)), ""]
     else:

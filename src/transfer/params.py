@@ -8,6 +8,7 @@ floats need a dot) and `dvc exp run -S` writes.
 """
 
 import difflib
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -110,6 +112,17 @@ class DataParams(Section):
     val_min: StrictInt = rule(
         20, "an integer >= 0 (validation images per class at least; 0: no minimum)", ge=0)
     skip_corrupt: StrictBool = False
+
+    @field_validator("path")
+    @classmethod
+    def _from_the_repository(cls, path: str) -> str:
+        """A relative path as the user wrote it: from the repository's root, also in the
+        temporary copy where DVC runs a queued experiment (whose root is DVC_ROOT)."""
+        root = os.environ.get("DVC_ROOT")
+        if path and root and not Path(path).is_absolute() and not Path(path).exists() \
+                and (Path(root) / path).exists():
+            return str(Path(root) / path)
+        return path
 
     @model_validator(mode="after")
     def _path_fits_source(self) -> Self:

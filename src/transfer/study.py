@@ -18,10 +18,12 @@ import argparse
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
 from itertools import combinations
+from pathlib import Path
 
 import yaml
 
@@ -87,14 +89,22 @@ def load_study(raw_params: dict) -> dict[str, dict]:
 
 
 def dvc(*args: str, quiet: bool = False) -> str:
-    """Run a `dvc` command in the project with this interpreter's DVC (the environment need
-    not be activated); its output, or UserError with it on failure."""
-    out = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=quiet, text=True)
+    """Run a `dvc` command in the project with this interpreter's DVC, its folder first on
+    PATH (DVC starts its queue workers as `dvc` from PATH), so the environment need not be
+    activated; its output, or UserError with it on failure."""
+    out = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=quiet, text=True,
+                         env=own_tools_first())
     if out.returncode != 0:
         detail = (out.stderr or out.stdout or "").strip().splitlines() if quiet else []
         raise UserError(f"`dvc {' '.join(args)}` failed"
                         + (f": {detail[-1]}" if detail else " (its output is above)"))
     return out.stdout if quiet else ""
+
+
+def own_tools_first() -> dict[str, str]:
+    """This environment with the interpreter's folder (its `dvc`) first on PATH."""
+    return {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                    os.environ.get("PATH", "")])}
 
 
 def experiments() -> dict[str, Experiment]:
@@ -141,7 +151,7 @@ def queue_runs(runs: dict[str, dict], raw_params: dict, force: bool) -> list[str
 def failure(name: str) -> str:
     """The error line of a failed run's log, or where to look."""
     out = subprocess.run([sys.executable, "-m", "dvc", "queue", "logs", name],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=own_tools_first())
     errors = [line for line in out.stdout.splitlines() if line.startswith("error: ")]
     return errors[0].removeprefix("error: ") if errors else f"see `dvc queue logs {name}`"
 
