@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # test` hands whole files to its workers in collection order (`--dist loadfile
 # --no-loadscope-reorder`): the long ones go out first, so no worker ends alone on one of them.
 LONGEST_FIRST = ("test_pipeline.py",  # 330
+                 "test_docs.py",  # every documented command: minutes
                  "test_bench.py",  # 245
                  "test_engines.py",  # 141
                  "test_transfer.py",  # 135
