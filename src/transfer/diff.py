@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from transfer.paper import plots, publish
-from transfer.paper.experiments import TEST_SET_KEYS, flatten, format_value
+from transfer.paper.experiments import flatten, format_value, read_at, same_test_set
 from transfer.paper.stats import discordant, mcnemar_p
 from transfer.paper.wording import Table, markdown_table, p_value, percent, plural, points
 from transfer.paths import (
@@ -46,7 +46,7 @@ from transfer.runtime import UserError, atomic_path, run_stage
 OUT = REPORT / "diff"
 HEADLINE = {"test_acc": "test accuracy, fine-tuned", "test_acc_head": "test accuracy, head",
             "val_acc": "best val. accuracy, fine-tuned", "val_acc_head": "best val. accuracy, head",
-            "minutes": "wall time, fetch to evaluate (min)"}
+            "minutes": plots.WALL_TIME}
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(*])")
 
 
@@ -59,13 +59,10 @@ class Run:
 
     def read(self, path: Path | str, mode: str = "r") -> str | bytes:
         """One of the run's files; UserError naming the run and the file if it has none."""
-        import dvc.api
         from dvc.exceptions import DvcException
 
         try:
-            if self.rev == "workspace":
-                return Path(path).read_text() if mode == "r" else Path(path).read_bytes()
-            return dvc.api.read(str(path), rev=self.rev, mode=mode)
+            return read_at(path, self.rev, mode)
         except (OSError, DvcException) as e:
             raise UserError(f"{self.name} has no {path} ({type(e).__name__}): did its run get "
                             f"that far?") from e
@@ -126,13 +123,6 @@ def headline_table(a: Run, b: Run) -> Table:
 def predictions(run: Run) -> list[dict]:
     """The run's fine-tuned predictions, one row per test image."""
     return list(csv.DictReader(io.StringIO(run.read(PREDICTIONS))))
-
-
-def shared_test_set(pa: dict, pb: dict, rows_a: list[dict], rows_b: list[dict]) -> bool:
-    """Whether both runs scored the same test images: the same params choose the test set
-    and the true classes agree image by image."""
-    return (all(format_value(pa.get(k)) == format_value(pb.get(k)) for k in TEST_SET_KEYS)
-            and [r["actual"] for r in rows_a] == [r["actual"] for r in rows_b])
 
 
 def test_images(run: Run, indices: list[int]) -> np.ndarray:
@@ -202,7 +192,7 @@ def markdown(a: Run, b: Run, examples: int, figures: Path) -> str:
              "## Params", "",
              markdown_table(params) if params.rows else "The same params.", "",
              "## Headline numbers", "", markdown_table(headline_table(a, b)), ""]
-    if shared_test_set(pa, pb, rows_a, rows_b):
+    if same_test_set((pa, pb), ([r["actual"] for r in rows_a], [r["actual"] for r in rows_b])):
         ok_a = [r["predicted"] == r["actual"] for r in rows_a]
         ok_b = [r["predicted"] == r["actual"] for r in rows_b]
         broken, fixed = discordant(ok_a, ok_b)

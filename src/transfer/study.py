@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from transfer.paper.experiments import TEST_SET_KEYS, Experiment, flatten, format_value
+from transfer.paper.experiments import Experiment, flatten, format_value, same_test_set
 from transfer.paper.stats import discordant
 from transfer.params import ParamError, parse_params
 from transfer.paths import EVALUATION, PARAMS, PREDICTIONS, STUDY_RESULTS, STUDY_RUNS
@@ -184,9 +184,8 @@ def gather(runs: dict[str, dict], raw_params: dict) -> dict:
                for model in ("head", "finetuned")}})
     pairs = []
     for a, b in combinations(runs, 2):
-        same = all(format_value(done[a].values.get(k)) == format_value(done[b].values.get(k))
-                   for k in TEST_SET_KEYS)
-        if same and [t for t, _ in answers[a]] == [t for t, _ in answers[b]]:
+        if same_test_set((done[a].values, done[b].values),
+                         ([t for t, _ in answers[a]], [t for t, _ in answers[b]])):
             only_first, only_second = discordant([p == t for t, p in answers[a]],
                                                  [p == t for t, p in answers[b]])
             pairs.append({"runs": [a, b], "only_first": len(only_first),

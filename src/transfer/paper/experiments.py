@@ -58,17 +58,30 @@ class Experiment:
             self.metric("test_acc") is not None
 
     def read(self, path: Path | str) -> str:
-        """One of the run's files as text: from the workspace for this run, else from its
-        commit (DVC's cache for cached outputs, git for the rest)."""
-        if self.current:
-            return Path(path).read_text()
-        import dvc.api
-
-        return dvc.api.read(str(path), rev=self.rev, repo=os.environ.get("DVC_ROOT"))
+        """One of the run's files as text (`read_at`)."""
+        return read_at(path, self.rev)
 
     def param(self, key: str) -> str:
         """A param's value as a user would type it."""
         return format_value(self.values.get(key))
+
+
+def read_at(path: Path | str, rev: str, mode: str = "r") -> str | bytes:
+    """A file of a run: from the workspace for `workspace`, else from commit `rev` (DVC's
+    cache for cached outputs, git for the rest) of the repository DVC runs from."""
+    if rev == "workspace":
+        return Path(path).read_text() if mode == "r" else Path(path).read_bytes()
+    import dvc.api
+
+    return dvc.api.read(str(path), rev=rev, mode=mode, repo=os.environ.get("DVC_ROOT"))
+
+
+def same_test_set(params: tuple[dict, dict], actual: tuple[list[str], list[str]]) -> bool:
+    """Whether two runs scored the same test images: their flat params that choose the test
+    set are equal, and so are their true classes, image by image."""
+    first, second = params
+    return (all(format_value(first.get(k)) == format_value(second.get(k)) for k in TEST_SET_KEYS)
+            and actual[0] == actual[1])
 
 
 def format_value(value: object) -> str:
@@ -164,7 +177,8 @@ def merge_current(log: list[Experiment]) -> list[Experiment]:
 
 def compared_runs(log: list[Experiment], excluded: Iterable[str] = ()) -> list[Experiment]:
     """The runs of the log that have test results, but those named in `excluded` (the
-    study's, which have their own table); worth a table only when there are two or more."""
+    study's, which have their own table) other than this run; worth a table only when there
+    are two or more."""
     skip = set(excluded)
     return [e for e in log if e.finished and (e.current or e.name not in skip)]
 
