@@ -81,7 +81,8 @@ def skipped_run(tmp_path_factory, tiny_folder) -> Path:
 
 def test_paper_outside_git_with_fine_tuning_skipped(workdir, skipped_run):
     """Without git or DVC the log is this run alone, so the paper has no Experiments
-    subsection and a note on the run goes to the Discussion; a skipped fine-tuning is said so; the data's layout and stored size are; the author's notes land in their sections;
+    subsection and a note on the run goes to the Discussion; a skipped fine-tuning is said so;
+    the data's layout and stored size are; the author's notes land in their sections;
     rendering twice gives the same bytes."""
     shutil.copytree(skipped_run, workdir, dirs_exist_ok=True)
     (workdir / "report/notes.md").write_text(
