@@ -183,6 +183,7 @@ def project(work: Path, data: Path, sections: dict) -> Path:
     repo.mkdir()
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "bin", repo / "bin")  # the stages' interpreter (dvc.yaml's cmds)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "report/templates", repo / "report/templates")
     shutil.copy(ROOT / "report/notes.md", repo / "report/notes.md")

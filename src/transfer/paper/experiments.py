@@ -162,7 +162,11 @@ def merge_current(log: list[Experiment]) -> list[Experiment]:
     keys = [k for k in current_run() if not k.endswith(":minutes")]
 
     def results(e: Experiment) -> list:
-        return [e.values.get(k, e.values.get(k.split(":")[-1])) for k in keys]
+        """The run's values of `keys`; text as a user types it (DVC gives a commit's booleans
+        and nulls as 'True' and 'None'), numbers as they are."""
+        values = (e.values.get(k, e.values.get(k.split(":")[-1])) for k in keys)
+        return [v if isinstance(v, int | float) and not isinstance(v, bool) else format_value(v)
+                for v in values]
 
     current = next(e for e in log if e.current)
     if current.name != "this run" or current.metric("test_acc") is None:
