@@ -37,7 +37,7 @@ test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) $(ARGS)
 
 test-fast: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) -m "not slow" $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) tests/unit $(ARGS)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench.py $(ARGS)

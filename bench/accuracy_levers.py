@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
-from transfer.runtime import device_description  # noqa: E402
+from transfer.training.devices import device_description  # noqa: E402
 
 TEST_SIZES = (112, 128)
 VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 px])
@@ -71,12 +71,12 @@ def val_scores(repo: Path) -> dict[str, float]:
     import keras
     import numpy as np
 
-    from transfer import resolution
+    from transfer.training import progressive_resizing
 
     x = np.load(repo / "data/prepared/val_x.npy").astype("float32")
     y = np.load(repo / "data/prepared/val_y.npy")
     model = keras.models.load_model(repo / "models/finetuned.keras", compile=False)
-    wide = resolution.any_size(model)
+    wide = progressive_resizing.any_size(model)
 
     def accuracy(probs: np.ndarray) -> float:
         """Share of argmax hits."""

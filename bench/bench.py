@@ -48,8 +48,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import floor  # noqa: E402
 
-from transfer.data import find_layout, opened_folder, scan_folder  # noqa: E402
-from transfer.runtime import atomic_path, device_description  # noqa: E402
+from transfer.data.folders import find_layout, opened_folder, scan_folder  # noqa: E402
+from transfer.runtime.files import atomic_path
+from transfer.training.devices import device_description
 
 SHARED_DATA = ROOT.parent / "shared/data/cifar10-jpg.tar.gz"
 HEAD_EPOCHS = 10
@@ -264,10 +265,10 @@ def floor_row(repo: Path, batch_size: int, where: str,
 def speed_params(repo: Path, w: Workload, count: int) -> list[tuple[str, float]]:
     """Images/s of the `features` stage's own loop under each `features.precision` and
     `features.jit_compile` setting, float32 without XLA first."""
-    from transfer.backbones import build_extractor
-    from transfer.data import load_split
-    from transfer.engines import predict_batches
-    from transfer.precision import in_precision
+    from transfer.data.arrays import load_split
+    from transfer.models.backbones import build_extractor
+    from transfer.models.engines import predict_batches
+    from transfer.models.precision import in_precision
 
     x, _ = load_split(repo / "data/prepared", "train")
     x = np.asarray(x[:count - count % w.batch_size])
@@ -290,9 +291,9 @@ def textbook(data: Path, w: Workload) -> float:
     fit the same head for 10 epochs on the images (validating each epoch), evaluate on test."""
     import keras
 
-    from transfer.backbones import build_extractor
-    from transfer.heads import build_head
-    from transfer.params import TrainParams
+    from transfer.models.backbones import build_extractor
+    from transfer.models.heads import build_head
+    from transfer.params.training import TrainParams
 
     start = time.perf_counter()
     with opened_folder(data) as top:
@@ -321,12 +322,13 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
     import keras
     import tensorflow as tf
 
-    from transfer import finetune, recipe
-    from transfer.activation_cache import on_activations
-    from transfer.backbones import unfreeze_top
-    from transfer.data import load_split
-    from transfer.distribute import as_dataset
-    from transfer.params import load_params
+    from transfer import finetune
+    from transfer.data.arrays import load_split
+    from transfer.models.unfreezing import unfreeze_top
+    from transfer.params.whole import load_params
+    from transfer.training import recipe
+    from transfer.training.activation_cache import on_activations
+    from transfer.training.distribute import as_dataset
 
     train, val = load_split(repo / "data/prepared", "train"), load_split(repo / "data/prepared",
                                                                          "val")
@@ -426,7 +428,7 @@ def probabilities(model: object, images: np.ndarray,
                   transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """A Keras model's class probabilities for `images` (each batch through `transform` first),
     250 images a batch."""
-    from transfer.engines import predict_batches
+    from transfer.models.engines import predict_batches
 
     out = np.empty((len(images), model.output.shape[-1]), dtype=np.float32)
     predict_batches(model.predict_on_batch, images, 250, out, desc="score", transform=transform)

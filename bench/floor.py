@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from transfer import engines  # noqa: E402
-from transfer.data import SPLITS, load_split  # noqa: E402
+from transfer.data.arrays import SPLITS, load_split  # noqa: E402
+from transfer.models import engines  # noqa: E402
 
 OPENVINO = "OpenVINO, float32 (`features.engine: openvino`)"
 

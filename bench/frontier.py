@@ -6,7 +6,7 @@
 Each recipe runs the pipeline (`dvc repro evaluate`: fetch, features, train, finetune,
 evaluate) in a fresh project copy on the image folder, EfficientNetLite0 with ImageNet weights,
 one recipe after the other on this machine. Every fine-tuning epoch's model is saved on the
-way (TRANSFER_EPOCH_MODELS, see `transfer.fitting`) and scored on the test set afterwards,
+way (TRANSFER_EPOCH_MODELS, see `transfer.training.fitting`) and scored on the test set afterwards,
 untimed, as the recipe's exported model would score it (flip averaging with `evaluate.flip`):
 the test set only places the points, every choice was made on validation. A point's time is
 the wall time from the start of `fetch` to the end of that epoch; the head's point is
@@ -38,9 +38,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
-from transfer.activation_cache import split_below  # noqa: E402
-from transfer.fitting import EPOCH_MODELS  # noqa: E402
-from transfer.runtime import atomic_path, device_description  # noqa: E402
+from transfer.runtime.files import atomic_path
+from transfer.training.activation_cache import split_below  # noqa: E402
+from transfer.training.devices import device_description
+from transfer.training.fitting import EPOCH_MODELS  # noqa: E402
 
 THRESHOLDS = (0.87, 0.90, 0.93, 0.95)
 COMMON = {"model": {"backbone": "EfficientNetLite0", "weights": "imagenet"}}

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E402
-from transfer.runtime import device_description, read_json  # noqa: E402
+from transfer.runtime.files import read_json
+from transfer.training.devices import device_description
 
 
 def main() -> None:

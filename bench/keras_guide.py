@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from transfer.efficientnet_lite import EfficientNetLite0  # noqa: E402
+from transfer.models.efficientnet_lite import EfficientNetLite0  # noqa: E402
 
 
 class Stop(keras.callbacks.Callback):

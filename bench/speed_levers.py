@@ -62,12 +62,13 @@ def measure(setting: dict, steps: int) -> float:
     import keras
     import numpy as np
 
-    from transfer import resolution
-    from transfer.activation_cache import layers_above_stride, split_below
-    from transfer.backbones import build_extractor, unfreeze_top
-    from transfer.heads import build_head
-    from transfer.params import TrainParams
-    from transfer.precision import in_precision
+    from transfer.models.backbones import build_extractor
+    from transfer.models.unfreezing import unfreeze_top
+    from transfer.models.heads import build_head
+    from transfer.models.precision import in_precision
+    from transfer.params.training import TrainParams
+    from transfer.training import progressive_resizing
+    from transfer.training.activation_cache import layers_above_stride, split_below
 
     s = setting
     extractor = build_extractor(s["backbone"], "none", s["size"], 32)
@@ -84,7 +85,7 @@ def measure(setting: dict, steps: int) -> float:
         extractor = keras.models.clone_model(extractor, clone_function=lambda layer: (
             Skip() if isinstance(layer, keras.layers.BatchNormalization) else layer))
     if s["any_size"]:
-        extractor = resolution.any_size(extractor)
+        extractor = progressive_resizing.any_size(extractor)
     head = build_head(extractor.output.shape[-1], 10, TrainParams())
     rng = np.random.default_rng(0)
     if s["cached_stride"]:
@@ -137,7 +138,7 @@ def main() -> None:
     if args.one:
         print(measure(json.loads(args.one), args.steps))
         return
-    from transfer.runtime import device_description
+    from transfer.training.devices import device_description
 
     start = time.perf_counter()
     levers = [LEVERS[0], *(lever for lever in LEVERS[1:]

@@ -12,22 +12,24 @@ import pytest
 import yaml
 from PIL import Image
 
+from transfer.params.overrides import merged
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 # The test files that take longest (seconds of `--durations` on 2 cores), longest first. `make
 # test` hands whole files to its workers in collection order (`--dist loadfile
 # --no-loadscope-reorder`): the long ones go out first, so no worker ends alone on one of them.
-LONGEST_FIRST = ("test_pipeline.py",  # 330
-                 "test_docs.py",  # every documented command: minutes
-                 "test_bench.py",  # 245
-                 "test_engines.py",  # 141
-                 "test_transfer.py",  # 135
-                 "test_finetune.py",  # 130
-                 "test_export.py",  # 115
-                 "test_distribute.py",  # 89
-                 "test_predict.py",  # 64
-                 "test_report.py")  # 40
+LONGEST_FIRST = ("e2e/test_pipeline.py",  # 330
+                 "e2e/test_docs.py",  # every documented command: minutes
+                 "e2e/test_bench.py",  # 245
+                 "e2e/test_engines.py",  # 141
+                 "e2e/test_transfer.py",  # 135
+                 "e2e/test_finetune.py",  # 130
+                 "e2e/test_export.py",  # 115
+                 "e2e/test_distribute.py",  # 89
+                 "e2e/test_predict.py",  # 64
+                 "unit/test_report.py")  # 40
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck"]
@@ -50,16 +52,7 @@ def make_image_folder(root: Path, classes: list[str], n_train: int, n_test: int,
 
 def write_params(workdir: Path, **sections: dict) -> Path:
     """Write params.yaml in `workdir`: the project's own, with `sections` merged over it."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name, values in sections.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                if isinstance(value, dict):
-                    params[name][key].update(value)
-                else:
-                    params[name][key] = value
-        else:
-            params[name] = values
+    params = merged(yaml.safe_load((ROOT / "params.yaml").read_text()), sections)
     path = workdir / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -134,7 +127,7 @@ def hand_built_features(model, backbone: str, input_size: int, images: np.ndarra
     import keras
     import tensorflow as tf
 
-    from transfer.applications import family
+    from transfer.models.catalogue import family
 
     reference = getattr(keras.applications, backbone)(
         include_top=False, weights=None, input_shape=(input_size, input_size, 3), pooling="avg")
@@ -155,4 +148,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if missing:
         raise pytest.UsageError(f"tests/conftest.py: LONGEST_FIRST names missing files {missing}")
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    items.sort(key=lambda item: rank.get(
+        str(item.path.relative_to(ROOT / "tests")), len(rank)))

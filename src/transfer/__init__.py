@@ -1,9 +1,16 @@
 """Transfer learning of Keras applications under DVC, with a paper written from the run."""
 
-from transfer.startup import hide_tensorflow_startup
+from transfer.runtime.startup import hide_tensorflow_startup
 
 hide_tensorflow_startup()
 
-from transfer.cifar10 import preprocess_data  # noqa: E402 (after the hook, which it may trigger)
-
 __all__ = ["preprocess_data"]
+
+
+def __getattr__(name: str) -> object:
+    """`preprocess_data`, the assignment's contract, imported when first asked for (PEP 562):
+    no stage runs the CIFAR-10 module unless it uses it."""
+    if name == "preprocess_data":
+        from transfer.data.cifar10 import preprocess_data
+        return preprocess_data
+    raise AttributeError(f"module 'transfer' has no attribute {name!r}")

@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from transfer.paper import plots, publish
+from transfer.paper import charts, publish
 from transfer.paper.experiments import flatten, format_value, read_at, same_test_set
 from transfer.paper.stats import discordant, mcnemar_p
 from transfer.paper.wording import Table, markdown_table, p_value, percent, plural, points
-from transfer.paths import (
+from transfer.runtime.errors import UserError
+from transfer.runtime.files import atomic_path
+from transfer.runtime.paths import (
     CLASSES,
     EVALUATION,
     PAPER,
@@ -41,12 +43,12 @@ from transfer.paths import (
     SUMMARY,
     TEMPLATES,
 )
-from transfer.runtime import UserError, atomic_path, run_stage
+from transfer.runtime.stage import run_stage
 
 OUT = REPORT / "diff"
 HEADLINE = {"test_acc": "test accuracy, fine-tuned", "test_acc_head": "test accuracy, head",
             "val_acc": "best val. accuracy, fine-tuned", "val_acc_head": "best val. accuracy, head",
-            "minutes": plots.WALL_TIME}
+            "minutes": charts.WALL_TIME}
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(*])")
 
 
@@ -137,7 +139,7 @@ def draw_changed(run: Run, rows_a: list[dict], rows_b: list[dict], indices: list
     first run's answer → the second's."""
     titles = [f"{rows_a[i]['actual']}\n{rows_a[i]['predicted']} → {rows_b[i]['predicted']}"
               for i in indices]
-    plots.image_grid(test_images(run, indices), titles, [fixed] * len(indices), path)
+    charts.image_grid(test_images(run, indices), titles, [fixed] * len(indices), path)
 
 
 def per_class_table(a: Run, b: Run, classes: list[str]) -> Table:

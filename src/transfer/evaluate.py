@@ -2,9 +2,9 @@
 
 The exported model takes raw images in 0-255 (Resizing, backbone preprocessing, base, head;
 with `evaluate.flip`, the probabilities averaged over each image and its mirror image, see
-`transfer.test_time`), is compiled, and saved as `models/model.keras` and
+`transfer.models.flip_average`), is compiled, and saved as `models/model.keras` and
 `models/cifar10.h5`. The fine-tuned model's test-set pass runs on `evaluate.engine`
-(`transfer.engines`). Writes
+(`transfer.models.engines`). Writes
 `metrics/evaluate.json` and `eval/predictions.csv` (one row per test image; `dvc plots`
 draws the confusion matrix from its `actual` and `predicted` columns).
 """
@@ -17,10 +17,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from transfer import engines, test_time
-from transfer.data import load_split
-from transfer.params import load_params
-from transfer.paths import (
+from transfer.data.arrays import load_split
+from transfer.models import engines
+from transfer.models import flip_average as test_time
+from transfer.models.saving import save_model
+from transfer.params.evaluation import EvaluateStageParams
+from transfer.params.fields import load_params
+from transfer.runtime.files import atomic_path, read_json, write_json
+from transfer.runtime.paths import (
     CLASSES,
     EVALUATION,
     EXPORTS,
@@ -31,7 +35,7 @@ from transfer.paths import (
     PREPARED,
     STAGE_TIMES,
 )
-from transfer.runtime import atomic_path, read_json, run_stage, save_model, write_json
+from transfer.runtime.stage import run_stage
 
 
 def scores(probs: np.ndarray, labels: np.ndarray, classes: list[str], top_k: int) -> dict:
@@ -67,7 +71,7 @@ def write_predictions(path: Path, classes: list[str], labels: np.ndarray,
 
 def main() -> None:
     """Evaluate both models on the test split and export the compiled fine-tuned model."""
-    params = load_params()
+    params = load_params(EvaluateStageParams)
     p = params.evaluate
     classes = read_json(CLASSES)
     x_test, y_test = load_split(PREPARED, "test")

@@ -1,13 +1,14 @@
 """Stage `features`: run the frozen base once over every split and cache its pooled output.
 
 The base runs in `features.precision` (a Keras dtype policy), on the inference engine
-`features.engine` (`transfer.engines`: Keras, with XLA if `features.jit_compile`, or OpenVINO).
+`features.engine` (`transfer.models.engines`: Keras, with XLA if `features.jit_compile`, or
+OpenVINO).
 Writes `features/{train,val,test}_{x,y}.npy` (float16 features, int labels), the float32
 extractor itself as `models/extractor.keras` (later stages never rebuild the base), and the
 throughput with the engine and device it was measured on to `metrics/features.json`.
 
 `--shard I/N` and `--merge N` share the work between processes or machines
-(`transfer.feature_shards`; docs/speed.md).
+(`transfer.data.feature_shards`; docs/speed.md).
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer import engines, feature_shards
-from transfer.backbones import build_extractor
-from transfer.data import SPLITS, load_split
-from transfer.params import Params, load_params
-from transfer.paths import (
+from transfer.data import feature_shards
+from transfer.data.arrays import SPLITS, load_split
+from transfer.models import engines
+from transfer.models.backbones import build_extractor
+from transfer.models.precision import in_precision
+from transfer.models.saving import save_model
+from transfer.params.fields import load_params
+from transfer.params.model import FeaturesStageParams
+from transfer.runtime.files import atomic_path, read_json, write_json
+from transfer.runtime.paths import (
     DATASET,
     EXTRACTOR,
     FEATURES,
@@ -34,19 +40,11 @@ from transfer.paths import (
     SHARDS,
     STAGE_TIMES,
 )
-from transfer.precision import in_precision
-from transfer.runtime import (
-    atomic_path,
-    device_description,
-    read_json,
-    run_stage,
-    save_model,
-    seed_everything,
-    write_json,
-)
+from transfer.runtime.stage import run_stage, seed_everything
+from transfer.training.devices import device_description
 
 
-def extract(params: Params, shard: int, shards: int, out: Path) -> dict:
+def extract(params: FeaturesStageParams, shard: int, shards: int, out: Path) -> dict:
     """Write this shard's features of every split and the extractor into `out`; return a record
     of what was done (rows per split, seconds, images, engine, device, extractor fingerprint).
 
@@ -101,6 +99,7 @@ def write_metrics(records: list[dict]) -> None:
     write_json(FEATURES_METRICS, {
         "images": images, "feature_dim": dim, "device": "; ".join(devices),
         "engine": ", ".join(used), "shards": len(records), "seconds": round(seconds, 3),
+        "tolerance": engines.TOLERANCE,  # OpenVINO's outputs against Keras's, for the paper
         "prepare_seconds": round(prepare, 3), "images_per_second": round(images / seconds, 1)})
     print(f"features: {images} images -> {dim}-d features in {seconds:.1f}s "
           f"({images / seconds:.1f} img/s, {', '.join(used)}, {prepare:.1f}s to prepare)"
@@ -121,7 +120,7 @@ def main(argv: Sequence[str] = ()) -> None:
     args = parser.parse_args(argv)
     if args.merge is not None and args.merge < 1:
         parser.error(f"argument --merge: {args.merge} is not a number of shards >= 1")
-    params = load_params()
+    params = load_params(FeaturesStageParams)
     if args.merge:
         write_metrics(feature_shards.merge(params, args.merge))
         print("features: merged; `dvc commit features` records the outputs in dvc.lock")

@@ -12,32 +12,28 @@ from pathlib import Path
 
 import numpy as np
 
-from transfer import cifar10, recipe
-from transfer.data import (
+from transfer.data import cifar10
+from transfer.data.arrays import write_images
+from transfer.data.folders import (
     check_class_sizes,
-    decode_image,
     find_layout,
-    median_side,
     opened_folder,
     scan_folder,
     split_off_test,
-    stratified_split,
-    stratified_subset,
-    to_rgb_array,
-    top_up,
-    without_corrupt,
-    write_images,
 )
-from transfer.params import DataParams, ModelParams, load_params
-from transfer.paths import CLASSES, DATASET, PREPARED, STAGE_TIMES
-from transfer.runtime import (
-    UserError,
-    atomic_path,
-    downloading,
-    require_commit,
-    run_stage,
-    write_json,
-)
+from transfer.data.images import decode_image, median_side, to_rgb_array, without_corrupt
+from transfer.data.splits import stratified_split, stratified_subset, top_up
+from transfer.models.catalogue import native_size
+from transfer.params.data import DataParams, FetchStageParams
+from transfer.params.fields import load_params
+from transfer.params.model import ModelParams
+from transfer.runtime.commits import require_commit
+from transfer.runtime.downloads import downloading
+from transfer.runtime.errors import UserError
+from transfer.runtime.files import atomic_path, write_json
+from transfer.runtime.paths import CLASSES, DATASET, PREPARED, STAGE_TIMES
+from transfer.runtime.stage import run_stage
+from transfer.training import recipe
 
 SKIP_HINT = "; set data.skip_corrupt: true to skip such files"
 
@@ -55,7 +51,8 @@ def sizes(p: DataParams, m: ModelParams, side: int | None) -> tuple[int, int]:
     """The model's input size (`model.input_size`, or the recipe's for images of median
     shorter side `side`) and the size to store images at: that, or `side` if smaller (nothing
     is upscaled before the model), unless `data.image_size` says."""
-    input_size = recipe.input_size(m.backbone, side) if m.input_size == "auto" else m.input_size
+    input_size = (recipe.input_size(native_size(m.backbone), side) if m.input_size == "auto"
+                  else m.input_size)
     return input_size, p.image_size or min(input_size, side or input_size)
 
 
@@ -140,7 +137,7 @@ def fetch_folder(p: DataParams, m: ModelParams, seed: int,
 def main() -> None:
     """Fetch the dataset named by `data` in params.yaml into data/prepared/."""
     require_commit()  # before minutes of work that `train` could not record
-    params = load_params()
+    params = load_params(FetchStageParams)
     p = params.data
     with atomic_path(PREPARED) as tmp:
         tmp.mkdir()
@@ -148,6 +145,8 @@ def main() -> None:
             classes, description = fetch_cifar10(p, params.model, params.seed, tmp)
         else:
             classes, description = fetch_folder(p, params.model, params.seed, tmp)
+        description.update(native_size=native_size(params.model.backbone),  # for the paper
+                           thumbnail_scale=recipe.THUMBNAIL_SCALE)
         write_json(tmp / CLASSES.name, classes)
         write_json(tmp / DATASET.name, description)
         counts = {s: int(len(np.load(tmp / f"{s}_y.npy"))) for s in ("train", "val", "test")}

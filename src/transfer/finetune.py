@@ -4,12 +4,12 @@ The backbone runs in inference mode throughout (`training=False`, BatchNormaliza
 non-trainable). With `finetune.layers: all` (the default) every step runs the whole base on
 the images, augmented by Keras preprocessing layers. With a number of top layers and no
 augmentation but flips, the frozen bottom runs once and its activations are cached
-(`transfer.activation_cache`).
+(`transfer.training.activation_cache`).
 
 AdamW (decoupled weight decay) follows a linear warmup over the first `finetune.warmup` of the
 steps, then a cosine decay to 0. Training runs in `finetune.precision` (loss scaling for
 float16), with XLA if `finetune.jit_compile`, under `finetune.strategy` (see
-`transfer.distribute`); the saved model is float32 either way.
+`transfer.training.distribute`); the saved model is float32 either way.
 
 Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 `dvclive/finetune/`, its epochs numbered after the head's so the curves join.
@@ -25,14 +25,14 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from transfer import distribute, recipe, resolution
-from transfer.activation_cache import Split, layers_above_stride, on_activations
-from transfer.backbones import backbone_layers, unfreeze_top
-from transfer.batches import Batches
-from transfer.data import load_split
-from transfer.fitting import fit_logged
-from transfer.params import AugmentParams, FinetuneParams, Params, load_params
-from transfer.paths import (
+from transfer.data.arrays import load_split
+from transfer.models.precision import in_precision
+from transfer.models.saving import save_model
+from transfer.models.unfreezing import backbone_layers, unfreeze_top
+from transfer.params.fields import load_params
+from transfer.params.training import AugmentParams, FinetuneParams, FinetuneStageParams
+from transfer.runtime.files import read_json, write_json
+from transfer.runtime.paths import (
     EXTRACTOR,
     FINETUNE_LIVE,
     FINETUNED,
@@ -41,8 +41,11 @@ from transfer.paths import (
     STAGE_TIMES,
     TRAIN_LIVE,
 )
-from transfer.precision import in_precision
-from transfer.runtime import read_json, run_stage, save_model, seed_everything, write_json
+from transfer.runtime.stage import run_stage, seed_everything
+from transfer.training import distribute, progressive_resizing, recipe
+from transfer.training.activation_cache import Split, layers_above_stride, on_activations
+from transfer.training.batches import Batches
+from transfer.training.fitting import fit_logged
 
 
 def augmentation(p: AugmentParams) -> keras.Sequential:
@@ -58,20 +61,20 @@ def augmentation(p: AugmentParams) -> keras.Sequential:
 
 
 def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Split,
-              params: Params, strategy: tf.distribute.Strategy,
+              params: FinetuneStageParams, strategy: tf.distribute.Strategy,
               ) -> tuple[keras.Model, Batches, Batches]:
     """Training model (under `strategy`) and batches over augmented images: the whole base
     runs every step. With `finetune.start_size`, the batches are resized to each epoch's size
-    (`transfer.resolution`), validation's to the model's own."""
+    (`transfer.training.progressive_resizing`), validation's to the model's own."""
     p = params.finetune
     batch_size = distribute.global_batch(strategy, p.batch_size)
     sizes = val_sizes = None
     if p.start_size:
-        final = resolution.input_size(extractor)
-        sizes, val_sizes = resolution.schedule(p.start_size, final, p.epochs), [final]
+        final = progressive_resizing.input_size(extractor)
+        sizes, val_sizes = progressive_resizing.schedule(p.start_size, final, p.epochs), [final]
     with strategy.scope():
         if sizes:
-            extractor = resolution.any_size(extractor)
+            extractor = progressive_resizing.any_size(extractor)
         image = keras.Input(extractor.input.shape[1:])
         model = keras.Model(image, head(extractor(augmentation(p.augment)(image),
                                                   training=False)))
@@ -103,9 +106,9 @@ def learning_rate_schedule(p: FinetuneParams, steps: int,
         warmup_steps=warmup)
 
 
-def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
+def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStageParams,
               strategy: tf.distribute.Strategy, root: Path, first_epoch: int,
-              head_val_accuracy: float) -> dict:
+              head_val_accuracy: float, record: dict) -> dict:
     """Unfreeze the top of `extractor` and train it with `head` (both in place, both built under
     `strategy`), logging to `root`. The best epoch's weights are kept if it beats the head's
     validation accuracy, else the starting weights are. Returns the DVCLive summary."""
@@ -139,20 +142,26 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: Params,
                              x=distribute.as_dataset(train_batches),
                              validation_data=distribute.as_dataset(val_batches),
                              epochs=first_epoch + p.epochs, shuffle=False,  # Batches shuffle
-                             record=recipe_record(p))
+                             record=record)
         model.load_weights(best)
     return summary
 
 
-def recipe_record(p: FinetuneParams) -> dict:
-    """The values the recipe gave `auto` params, for the summary and the paper."""
+def resolved_record(p: FinetuneParams, asked: FinetuneParams, input_size: int) -> dict:
+    """What the run's `auto` params became (`asked`: as params.yaml says), for the summary and
+    the paper: the layers (and the recipe's cut, when it chose one), batch, rate, augmentation
+    and, with progressive resizing, each epoch's input size."""
+    cut = asked.layers == "auto" and p.layers != "all"
     return {"layers": p.layers, "batch_size": p.batch_size, "learning_rate": p.learning_rate,
-            "augment": {"rotation": p.augment.rotation, "zoom": p.augment.zoom}}
+            "augment": {"rotation": p.augment.rotation, "zoom": p.augment.zoom},
+            "cached_stride": recipe.CACHED_STRIDE if cut else None,
+            "input_sizes": progressive_resizing.schedule(p.start_size, input_size, p.epochs)
+            if p.start_size else None}
 
 
 def main() -> None:
     """Fine-tune from the saved extractor and head; save the full model of the best epoch."""
-    params = load_params()
+    params = load_params(FinetuneStageParams)
     x_train = load_split(PREPARED, "train")[0]
     p = recipe.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
@@ -164,6 +173,7 @@ def main() -> None:
         head = keras.models.load_model(HEAD)
     p = p.model_copy(update={"layers": recipe.finetune_layers(
         p, x_train.shape[1], functools.partial(layers_above_stride, extractor))})
+    record = resolved_record(p, params.finetune, progressive_resizing.input_size(extractor))
     params = params.model_copy(update={"finetune": p})
     with distribute.output_root(strategy) as root:
         if p.layers and p.epochs:
@@ -171,7 +181,7 @@ def main() -> None:
                 extractor = in_precision(extractor, p.precision)
                 head = in_precision(head, p.precision)
             summary = fine_tune(extractor, head, params, strategy, root, first_epoch,
-                                head_summary["best_val_accuracy"])
+                                head_summary["best_val_accuracy"], record)
             print(f"finetune: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
                   f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}"
                   + ("" if summary["improved"] else
@@ -180,7 +190,7 @@ def main() -> None:
         else:
             (root / FINETUNE_LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
             write_json(root / FINETUNE_LIVE / "metrics.json",
-                       {"epochs": first_epoch, "skipped": True, "layers": p.layers})
+                       {"epochs": first_epoch, "skipped": True, **record})
             print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
         final = in_precision(keras.Model(extractor.input, head(extractor.output),
                                          name="classifier"), "float32")

@@ -8,7 +8,7 @@ Reads any size, mode and format that `fetch` reads (PNG, JPEG, BMP, GIF, WebP), 
 its EXIF orientation, and makes it square as the training data was (`data.resize`, recorded
 in `dataset.json` beside the classes); a folder is searched recursively. Class names come
 from the dataset the model was trained on. `--engine` runs the model on Keras or OpenVINO
-(`transfer.engines`; auto: OpenVINO for many images on a CPU). `show_example` draws the
+(`transfer.models.engines`; auto: OpenVINO for many images on a CPU). `show_example` draws the
 prediction for an image of the prepared dataset itself.
 """
 
@@ -21,12 +21,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from transfer import engines
-from transfer.data import IMAGE_SUFFIXES, decode_image, load_split
-from transfer.paper import plots
-from transfer.params import ENGINES, RESIZE_MODES
-from transfer.paths import CLASSES, DATASET, EXPORTS, PREPARED
-from transfer.runtime import UserError, read_json, run_stage
+from transfer.data.arrays import load_split
+from transfer.data.folders import IMAGE_SUFFIXES
+from transfer.data.images import decode_image
+from transfer.models import engines
+from transfer.paper import charts
+from transfer.params.fields import ENGINES, RESIZE_MODES
+from transfer.runtime.errors import UserError
+from transfer.runtime.files import read_json
+from transfer.runtime.paths import CLASSES, DATASET, EXPORTS, PREPARED
+from transfer.runtime.stage import run_stage
 
 MODEL = EXPORTS[0]
 PLOTTED = 12  # images drawn by --plot at most
@@ -81,7 +85,7 @@ def show_example(split: str, class_name: str, out: Path, index: int = 0, top: in
                         f"{class_name} images")
     image = np.asarray(x[members[index]])
     best = ranked(model.predict(image[None].astype(np.float32), verbose=0), classes, top)
-    plots.predictions([image], [f"{split} / {class_name} #{index}"], best, out)
+    charts.predictions([image], [f"{split} / {class_name} #{index}"], best, out)
     return best[0]
 
 
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         for path, top in zip(paths, best):
             print(f"{str(path):<{width}}  " + "  ".join(f"{c} {p:6.1%}" for c, p in top))
     if args.plot:
-        plots.predictions(shown, [path.name for path in paths], best, args.plot)
+        charts.predictions(shown, [path.name for path in paths], best, args.plot)
 
 
 if __name__ == "__main__":

@@ -29,32 +29,14 @@ import yaml
 
 from transfer.paper.experiments import Experiment, flatten, format_value, same_test_set
 from transfer.paper.stats import discordant
-from transfer.params import ParamError, parse_params
-from transfer.paths import EVALUATION, PARAMS, PREDICTIONS, STUDY_RESULTS, STUDY_RUNS
-from transfer.runtime import UserError, atomic_path, run_stage
+from transfer.params.overrides import merged, nested
+from transfer.params.whole import parse_params
+from transfer.runtime.errors import ParamError, UserError
+from transfer.runtime.files import atomic_path
+from transfer.runtime.paths import EVALUATION, PARAMS, PREDICTIONS, STUDY_RESULTS, STUDY_RUNS
+from transfer.runtime.stage import run_stage
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # a DVC experiment name (a git ref part)
-
-
-def nested(overrides: dict) -> dict:
-    """`{"a.b": 1}` as `{"a": {"b": 1}}`."""
-    tree: dict = {}
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
-def merged(base: dict, changes: dict) -> dict:
-    """`base` with the nested `changes` applied (mappings merged, values replaced)."""
-    out = dict(base)
-    for key, value in changes.items():
-        out[key] = (merged(base[key], value) if isinstance(value, dict)
-                    and isinstance(base.get(key), dict) else value)
-    return out
 
 
 def load_study(raw_params: dict) -> dict[str, dict]:

@@ -10,8 +10,16 @@ the same params.
 
 from __future__ import annotations
 
-from transfer.paths import EVALUATION, FINETUNE_LIVE, RUN_STAGES, STAGE_TIMES, SUMMARY, TRAIN_LIVE
-from transfer.runtime import read_json, run_stage, write_json
+from transfer.runtime.files import read_json, write_json
+from transfer.runtime.paths import (
+    EVALUATION,
+    FINETUNE_LIVE,
+    RUN_STAGES,
+    STAGE_TIMES,
+    SUMMARY,
+    TRAIN_LIVE,
+)
+from transfer.runtime.stage import run_stage
 
 
 def headline() -> dict:

@@ -1,7 +1,7 @@
 """Stage `train`: fit the classification head on the cached features (the base never runs).
 
 Keeps the best validation epoch, stops early, and logs curves to DVCLive and TensorBoard
-(`transfer.fitting`), under `train.strategy` (`transfer.distribute`). Writes
+(`transfer.training.fitting`), under `train.strategy` (`transfer.training.distribute`). Writes
 `models/head.keras` and `dvclive/train/`.
 """
 
@@ -10,12 +10,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from transfer import distribute, recipe
-from transfer.fitting import fit_logged
-from transfer.heads import build_head
-from transfer.params import load_params
-from transfer.paths import CLASSES, FEATURES, HEAD, STAGE_TIMES, TRAIN_LIVE
-from transfer.runtime import atomic_path, pin_keras_archive, read_json, run_stage, seed_everything
+from transfer.models.heads import build_head
+from transfer.models.saving import pin_keras_archive
+from transfer.params.fields import load_params
+from transfer.params.training import TrainStageParams
+from transfer.runtime.files import atomic_path, read_json
+from transfer.runtime.paths import CLASSES, FEATURES, HEAD, STAGE_TIMES, TRAIN_LIVE
+from transfer.runtime.stage import run_stage, seed_everything
+from transfer.training import distribute, recipe
+from transfer.training.fitting import fit_logged
 
 
 def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +29,7 @@ def load_features(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     """Train the head on features/ and save the best epoch as models/head.keras."""
-    params = load_params()
+    params = load_params(TrainStageParams)
     x_train, y_train = load_features("train")
     p = recipe.resolved_train(params.train, len(y_train))
     strategy = distribute.strategy(p.strategy, "train.strategy")

@@ -1,1 +1,0 @@
-"""The paper: the `report` stage and what it uses to write, draw, test and typeset the run."""

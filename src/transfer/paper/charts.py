@@ -1,0 +1,194 @@
+"""The paper's figures as PNG files: image grids, learning curves, confusion matrix, tables.
+
+Every function draws one figure from plain arrays and writes it atomically. Output is
+byte-for-byte repeatable: the Agg backend, fixed sizes and no timestamp in the PNG metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from transfer.runtime.files import atomic_path  # noqa: E402
+
+DPI = 120
+CORRECT, WRONG = "#1a7f37", "#cf222e"
+HEAD, FINETUNED = "#8c959f", "#0969da"
+Curve = tuple[Sequence[float], Sequence[float]]
+WALL_TIME = "wall time, fetch to evaluate (min)"
+
+
+def save(fig: plt.Figure, path: Path) -> None:
+    """Write `fig` to `path` as PNG with no varying metadata, and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def image_grid(images: np.ndarray, titles: Sequence[str], correct: Sequence[bool], path: Path,
+               columns: int = 6) -> None:
+    """Images in a grid, each titled in green (correct) or red (wrong)."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title, ok in zip(axes.flat, images, titles, correct):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(title, fontsize=9, color=CORRECT if ok else WRONG)
+    fig.tight_layout(pad=0.3)
+    save(fig, path)
+
+
+def learning_curves(phases: dict[str, dict[str, dict[str, Curve]]], finetune_start: int | None,
+                    path: Path) -> None:
+    """Accuracy and loss per epoch, training and validation, both phases on one epoch axis.
+
+    `phases` maps a phase name to {"accuracy" | "loss": {"train" | "validation": (x, y)}}.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for phase, color in zip(phases, (HEAD, FINETUNED)):
+            for split, style in (("train", "--"), ("validation", "-")):
+                x, y = phases[phase].get(metric, {}).get(split, ((), ()))
+                if len(x):
+                    ax.plot(x, y, style, color=color, marker="o", markersize=3,
+                            label=f"{phase}, {split}")
+        if finetune_start is not None:
+            ax.axvline(finetune_start - 0.5, color="black", linewidth=0.8, linestyle=":")
+            ax.annotate("fine-tuning starts", (finetune_start - 0.5, 1), xytext=(3, -10),
+                        xycoords=("data", "axes fraction"), textcoords="offset points",
+                        fontsize=7)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.ticklabel_format(axis="y", useOffset=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    save(fig, path)
+
+
+def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """Counts of (true, predicted) pairs, shaded by the share of each true class."""
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 1.2 + 0.45 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if len(classes) <= 20:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.tight_layout()
+    save(fig, path)
+
+
+def per_class_accuracy(classes: Sequence[str], head: Sequence[float],
+                       finetuned: Sequence[float], path: Path) -> None:
+    """Test accuracy per class, head-only next to fine-tuned."""
+    x = np.arange(len(classes))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(classes) + 1.5), 3.2))
+    ax.bar(x - 0.2, head, 0.4, color=HEAD, label="head only")
+    ax.bar(x + 0.2, finetuned, 0.4, color=FINETUNED, label="fine-tuned")
+    ax.set_xticks(x, classes, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def finish_accuracy(fig: plt.Figure, ax: plt.Axes, path: Path) -> None:
+    """Label the y axis as test accuracy, add the grid and legend, and save `fig` to `path`."""
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def accuracy_against(names: Sequence[str], x: Sequence[float], x_label: str,
+                     head: Sequence[float], finetuned: Sequence[float], path: Path) -> None:
+    """Test accuracy of each run, head and fine-tuned, against `x` (a wall time, or the one
+    param the runs vary; log scale when it spans a factor of 10 or more)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.scatter(x, head, color=HEAD, label="head only", zorder=3)
+    ax.scatter(x, finetuned, color=FINETUNED, label="fine-tuned", zorder=3)
+    for name, at, y in zip(names, x, finetuned):
+        ax.annotate(name, (at, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    if min(x) > 0 and max(x) >= 10 * min(x):
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    finish_accuracy(fig, ax, path)
+
+
+def accuracy_vs_fraction(fractions: Sequence[float], head: Sequence[float],
+                         finetuned: Sequence[float], marked: Sequence[bool], path: Path) -> None:
+    """Test accuracy against the share of the training data used, head and fine-tuned as two
+    lines (log scale); the runs in `marked` ringed."""
+    order = np.argsort(fractions)
+    x = np.asarray(fractions, dtype=float)[order] * 100
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for values, color, label in ((head, HEAD, "head on the frozen base"),
+                                 (finetuned, FINETUNED, "fine-tuned")):
+        y = np.asarray(values, dtype=float)[order]
+        ax.plot(x, y, marker="o", color=color, label=label, zorder=3)
+        ringed = np.asarray(marked, dtype=bool)[order]
+        ax.scatter(x[ringed], y[ringed], s=140, facecolors="none", edgecolors="black",
+                   zorder=4, label="this paper's run" if label == "fine-tuned" else None)
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{v:g}%" for v in x])
+    ax.minorticks_off()
+    ax.set_xlabel("share of the training data")
+    finish_accuracy(fig, ax, path)
+
+
+def table_image(header: Sequence[str], rows: Sequence[Sequence[str]], path: Path) -> None:
+    """A table drawn as a picture, for editors that render no Markdown tables (Medium)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    fig = plt.figure(figsize=(min(0.085 * sum(widths) + 0.4, 12), 0.3 * (len(rows) + 1) + 0.1))
+    table = fig.add_axes((0, 0, 1, 1)).table(
+        cellText=[list(r) for r in rows] or None, colLabels=list(header), loc="center",
+        cellLoc="left", colWidths=[w / sum(widths) for w in widths])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_edgecolor("#d0d7de")
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#f6f8fa")
+    fig.axes[0].axis("off")
+    save(fig, path)
+
+
+def predictions(images: Sequence[np.ndarray], names: Sequence[str], top: Sequence[Sequence[
+        tuple[str, float]]], path: Path) -> None:
+    """Each image beside a bar chart of its top classes and their probabilities."""
+    fig, axes = plt.subplots(len(images), 2, figsize=(7, 2.2 * len(images)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.6]})
+    for (image_ax, bars_ax), image, name, ranked in zip(axes, images, names, top):
+        image_ax.imshow(image)
+        image_ax.set_title(name, fontsize=9)
+        image_ax.axis("off")
+        labels, probs = zip(*ranked)
+        bars_ax.barh(range(len(ranked)), probs, color=[FINETUNED] + [HEAD] * (len(ranked) - 1))
+        bars_ax.set_yticks(range(len(ranked)), labels)
+        bars_ax.invert_yaxis()
+        bars_ax.set_xlim(0, 1)
+        bars_ax.set_xlabel("probability")
+        for y, p in enumerate(probs):
+            bars_ax.text(min(p + 0.02, 0.85), y, f"{p:.1%}", va="center", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)

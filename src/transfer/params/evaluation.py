@@ -1,0 +1,24 @@
+"""The `evaluate` section: scoring the exported model on the test set."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import StrictBool, StrictInt
+
+from transfer.params.fields import ENGINES, Section, StageParams, rule
+
+
+class EvaluateParams(Section):
+    """`evaluate`: test-set scoring of the exported model."""
+
+    batch_size: StrictInt = rule(128, "an integer >= 1", ge=1)
+    top_k: StrictInt = rule(3, "an integer >= 1", ge=1)
+    engine: Literal[ENGINES] = rule("auto", " | ".join(ENGINES))
+    flip: StrictBool = True
+
+
+class EvaluateStageParams(StageParams):
+    """What `evaluate` reads."""
+
+    evaluate: EvaluateParams = EvaluateParams()
