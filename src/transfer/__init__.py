@@ -3,14 +3,12 @@
 from transfer.runtime.startup import hide_tensorflow_startup
 
 hide_tensorflow_startup()
-
 __all__ = ["preprocess_data"]
 
 
 def __getattr__(name: str) -> object:
-    """`preprocess_data`, the assignment's contract, imported when first asked for (PEP 562):
-    no stage runs the CIFAR-10 module unless it uses it."""
-    if name == "preprocess_data":
-        from transfer.data.cifar10 import preprocess_data
-        return preprocess_data
-    raise AttributeError(f"module 'transfer' has no attribute {name!r}")
+    """`preprocess_data` (the assignment's contract), imported when asked for (PEP 562)."""
+    if name != "preprocess_data":
+        raise AttributeError(f"module 'transfer' has no attribute {name!r}")
+    from transfer.data.cifar10 import preprocess_data
+    return preprocess_data

@@ -1,10 +1,10 @@
 """Stage `finetune`: unfreeze the base (or its top `finetune.layers`) and train it with the head.
 
 The backbone runs in inference mode throughout (`training=False`, BatchNormalization layers
-non-trainable). With `finetune.layers: all` (the default) every step runs the whole base on
-the images, augmented by Keras preprocessing layers. With a number of top layers and no
-augmentation but flips, the frozen bottom runs once and its activations are cached
-(`transfer.training.activation_cache`).
+non-trainable). With `finetune.layers: all` (what `auto` gives photos) every step runs the
+whole base on the images, augmented by Keras preprocessing layers. With a number of top layers
+(what `auto` gives thumbnails) and no augmentation but flips, the frozen bottom runs once and
+its activations are cached (`transfer.training.activation_cache`).
 
 AdamW (decoupled weight decay) follows a linear warmup over the first `finetune.warmup` of the
 steps, then a cosine decay to 0. Training runs in `finetune.precision` (loss scaling for

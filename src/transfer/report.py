@@ -17,6 +17,7 @@ import platform
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -106,10 +107,10 @@ def dataset_name(params: Params, classes: list[str]) -> str:
     return re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(params.data.path).name)
 
 
-def experiments_table(runs: list[Experiment], figures: Path) -> tuple[Table, str]:
+def experiments_table(runs: list[Experiment]) -> tuple[Table, str, Callable[[Path], None]]:
     """One row per run: its name, the params that differ between the runs, validation and test
-    accuracy of both phases, wall time. Draws the figure: test accuracy against the one param
-    the runs vary when it is a number, else against wall time; returns its x axis in words."""
+    accuracy of both phases, wall time; the figure's x axis in words (the one param the runs
+    vary when it is a number, else wall time), and what draws the figure into a folder."""
     varying = varying_params(runs, run_params())
     rows = [[e.label, ", ".join(f"{k}={e.param(k)}" for k in varying) or "none",
              *(percent(e.metric(key)) for key in ("val_acc_head", "val_acc", "test_acc_head",
@@ -123,16 +124,19 @@ def experiments_table(runs: list[Experiment], figures: Path) -> tuple[Table, str
         plotted = [e for e in runs if e.metric("minutes") is not None]
         x, axis, label = ([e.metric("minutes") for e in plotted], "its wall time from fetch to "
                           "evaluate", charts.WALL_TIME)
-    charts.accuracy_against([e.label for e in plotted], x, label,
-                           [e.metric("test_acc_head") for e in plotted],
-                           [e.metric("test_acc") for e in plotted],
-                           figures / EXPERIMENTS_FIGURE)
+
+    def draw(figures: Path) -> None:
+        """Test accuracy of both phases against the x axis."""
+        charts.accuracy_against([e.label for e in plotted], x, label,
+                               [e.metric("test_acc_head") for e in plotted],
+                               [e.metric("test_acc") for e in plotted],
+                               figures / EXPERIMENTS_FIGURE)
     header = ["run", "params that differ", "val. acc. head", "val. acc. fine-tuned",
               "test acc. head", "test acc. fine-tuned", "wall time (min)"]
     return Table("The runs of this commit that have test results (`dvc exp show`): the params "
                  "in which they differ, best validation accuracy and test accuracy of both "
                  "phases, and each run's wall time from fetch to evaluate.", header, rows,
-                 "table-experiments.png"), axis
+                 "table-experiments.png"), axis, draw
 
 
 def as_number(value: object) -> float | None:
@@ -204,55 +208,60 @@ def evaluation(params: Params, classes: list[str], predictions: list[dict]) -> d
             "target_met": results["finetuned"]["accuracy"] >= params.report.target_accuracy}
 
 
-def draw_test_figures(params: Params, classes: list[str], predictions: list[dict],
-                      results: dict, figures: Path) -> dict:
-    """The example grid, the most confident mistakes, the confusion matrix and per-class
-    accuracy; returns the most confused pairs and the number of images shown."""
-    x_test, _ = load_split(PREPARED, "test")
+def test_figures(params: Params, classes: list[str], predictions: list[dict],
+                 results: dict) -> dict:
+    """What the test-set figures show: the example grid's images, the most confident
+    mistakes, the confusion matrix, per-class accuracy; the most confused pairs."""
     ok = [r["predicted"] == r["actual"] for r in predictions]
     shown = np.sort(np.random.default_rng(params.seed).choice(
         len(predictions), min(params.report.examples, len(predictions)), replace=False))
+    wrong = sorted((i for i in range(len(ok)) if not ok[i]),
+                   key=lambda i: (-float(predictions[i]["confidence"]), i))[:16]
+    index = {name: i for i, name in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=int)
+    for r in predictions:
+        matrix[index[r["actual"]], index[r["predicted"]]] += 1
+    pairs = Counter((r["actual"], r["predicted"]) for r in predictions
+                    if r["actual"] != r["predicted"])
+    return {"examples": len(shown), "misclassified": bool(wrong),
+            "confused": sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:5],
+            "test_figures": {"ok": ok, "shown": shown, "wrong": wrong, "matrix": matrix}}
+
+
+def draw_test_figures(values: dict, predictions: list[dict], figures: Path) -> None:
+    """Draw the figures `test_figures` describes into `figures`."""
+    x_test, _ = load_split(PREPARED, "test")
+    t, classes, results = values["test_figures"], values["classes"], values["results"]
+    ok, shown, wrong = t["ok"], t["shown"], t["wrong"]
     charts.image_grid(x_test[shown], [
         r["predicted"] if r["predicted"] == r["actual"]
         else f"{r['predicted']}\n(true: {r['actual']})" for r in (predictions[i] for i in shown)],
         [ok[i] for i in shown], figures / "examples.png")
-    wrong = sorted((i for i in range(len(ok)) if not ok[i]),
-                   key=lambda i: (-float(predictions[i]["confidence"]), i))[:16]
     if wrong:
         charts.image_grid(x_test[wrong], [
             f"{predictions[i]['actual']} → {predictions[i]['predicted']}\n"
             f"{percent(float(predictions[i]['confidence']), 0)}" for i in wrong],
             [False] * len(wrong), figures / "misclassified.png")
-    index = {name: i for i, name in enumerate(classes)}
-    matrix = np.zeros((len(classes), len(classes)), dtype=int)
-    for r in predictions:
-        matrix[index[r["actual"]], index[r["predicted"]]] += 1
-    charts.confusion_matrix(matrix, classes, figures / "confusion-matrix.png")
+    charts.confusion_matrix(t["matrix"], classes, figures / "confusion-matrix.png")
     head, tuned = ([results[m]["per_class_accuracy"][c] for c in classes]
                    for m in ("head", "finetuned"))
     charts.per_class_accuracy(classes, head, tuned, figures / "per-class-accuracy.png")
-    pairs = Counter((r["actual"], r["predicted"]) for r in predictions
-                    if r["actual"] != r["predicted"])
-    return {"examples": len(shown), "misclassified": bool(wrong),
-            "confused": sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:5]}
 
 
-def draw_curves(figures: Path) -> dict:
-    """Learning curves of both phases on one epoch axis, and how well each phase fits."""
+def curves() -> dict:
+    """Both phases' curves and summaries, and how well each phase fits."""
     head_live, tune_live = (read_json(d / "metrics.json") for d in (TRAIN_LIVE, FINETUNE_LIVE))
     skipped = bool(tune_live.get("skipped"))
     phases = {"head": read_curves(TRAIN_LIVE)}
     if not skipped:
         phases["fine-tuning"] = read_curves(FINETUNE_LIVE)
-    charts.learning_curves(phases, None if skipped else head_live["epochs"],
-                          figures / "learning-curves.png")
     return {"head_live": head_live, "tune_live": tune_live, "skipped": skipped,
-            "kept_head": tune_live.get("improved") is False,
+            "kept_head": tune_live.get("improved") is False, "phases": phases,
             "fit": {name: phase_fit(curves) for name, curves in phases.items()}}
 
 
-def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Table]:
-    """The paper's tables, each also drawn as a picture for the Medium variant."""
+def tables(values: dict, predictions: list[dict]) -> dict[str, Table]:
+    """The paper's tables (each also drawn as a picture, for the Medium variant)."""
     raw = values["raw_params"]
     results, k, counts = values["results"], values["top_k"], values["counts"]
     actual = Counter(r["actual"] for r in predictions)
@@ -278,14 +287,24 @@ def tables(values: dict, predictions: list[dict], figures: Path) -> dict[str, Ta
             "table-confused.png"),
     }
     if len(values["experiments"]) > 1:  # else nothing to compare
-        found["experiments"], values["experiments_axis"] = experiments_table(
-            values["experiments"], figures)
+        found["experiments"], values["experiments_axis"], values["draw_experiments"] = \
+            experiments_table(values["experiments"])
     if values["study"]:
         found["study"] = values["study"]["table"]
-    for table in found.values():
+    return found
+
+
+def draw_figures(values: dict, predictions: list[dict], figures: Path) -> None:
+    """Every figure of the paper, and every table as a picture, into `figures`."""
+    charts.learning_curves(values["phases"], None if values["skipped"] else
+                           values["head_live"]["epochs"], figures / "learning-curves.png")
+    draw_test_figures(values, predictions, figures)
+    for draw in (values.get("draw_experiments"), values["study"] and values["study"]["draw"]):
+        if draw:
+            draw(figures)
+    for table in values["tables"].values():
         if table.rows:
             charts.table_image(table.header, table.rows, figures / table.image)
-    return found
 
 
 def provenance(raw: dict) -> dict:
@@ -304,17 +323,16 @@ def provenance(raw: dict) -> dict:
     }
 
 
-def context(params: Params, figures: Path) -> dict:
-    """Everything the templates show, read from the run's outputs; figures drawn on the way."""
+def context(params: Params, predictions: list[dict]) -> dict:
+    """Everything the templates show, read from the run's outputs (`predictions`: the test
+    set's, as `evaluate` wrote them)."""
     classes = read_json(CLASSES)
-    with PREDICTIONS.open() as f:
-        predictions = list(csv.DictReader(f))
     dataset, raw = dataset_name(params, classes), raw_params()
     prepared = read_json(DATASET)
     counts = {s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}
     finetuned = read_json(FINETUNE_LIVE / "metrics.json")
     run = as_run(params, prepared, read_json(TRAIN_LIVE / "metrics.json"), finetuned)
-    study = study_section(figures)
+    study = study_section()
     values = {
         "p": run, "auto": {"input_size": params.model.input_size == "auto",
                            "finetune": "auto" in (params.finetune.batch_size,
@@ -332,10 +350,10 @@ def context(params: Params, figures: Path) -> dict:
         "experiments": compared_runs(experiment_log(),  # the study's runs: their own table
                                      study["names"] if study else ()),
         "notes": read_notes(NOTES), "raw_params": raw, **provenance(raw),
-        **evaluation(params, classes, predictions), **draw_curves(figures),
+        **evaluation(params, classes, predictions), **curves(),
     }
-    values.update(draw_test_figures(params, classes, predictions, values["results"], figures))
-    values["tables"] = tables(values, predictions, figures)
+    values.update(test_figures(params, classes, predictions, values["results"]))
+    values["tables"] = tables(values, predictions)
     values["date"] = params.report.date or values["commit_date"]
     return values
 
@@ -361,11 +379,15 @@ def paper_date(params: Params, commit_day: str) -> date | None:
 
 
 def main() -> None:
-    """Draw the figures, render the paper in all its forms and write them atomically."""
+    """Gather the run's values, draw the figures, render the paper in all its forms and write
+    them atomically."""
     params = load_params()
+    with PREDICTIONS.open() as f:
+        predictions = list(csv.DictReader(f))
+    values = context(params, predictions)
     with atomic_path(FIGURES) as figures:
         figures.mkdir()
-        values = context(params, figures)
+        draw_figures(values, predictions, figures)
         paper, medium = (render(values, TEMPLATES, medium) for medium in (False, True))
         title, summary = values["title"], description(values)
         day = paper_date(params, values["commit_day"])

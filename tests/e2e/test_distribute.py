@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_stages, tiny_params, write_params
 
-from transfer.features import main as run_features
+from transfer.feature_shards import arguments
+from transfer.feature_shards import main as features_main
 from transfer.runtime.errors import UserError
 from transfer.runtime.files import read_json
 from transfer.training import distribute
@@ -41,6 +42,11 @@ MODEL = {"model": {"backbone": "ResNet50", "input_size": 32}}
 # absolutely, and relatively for large values (losses are about 10 with random features).
 TOLERANCE = 1e-4
 RELATIVE_TOLERANCE = 1e-3
+
+
+def run_features(argv: list[str]) -> None:
+    """`python -m transfer.features ARGV`, in this process."""
+    features_main(arguments(argv))
 
 
 def params(strategy: str, per_replica_batch: int) -> dict:
@@ -175,7 +181,7 @@ def shards(features, tiny_folder) -> Path:
     for path in ("models/extractor.keras", "metrics/features.json"):
         (work / path).unlink()
     shard_processes = [subprocess.Popen(
-        [sys.executable, "-m", "transfer.features", "--shard", f"{i}/2"], cwd=work,
+        [sys.executable, "-m", "transfer.feature_shards", "--shard", f"{i}/2"], cwd=work,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     for i, process in enumerate(shard_processes):
@@ -210,7 +216,7 @@ def test_merge_refuses_shards_that_do_not_fit(shards, tiny_folder, tmp_path, mon
         shutil.rmtree(work / output, ignore_errors=True)
     monkeypatch.chdir(work)
     with pytest.raises(UserError, match=r"^shards/features/0-of-3 is missing: run `python -m "
-                       r"transfer.features --shard 0/3` .*found: \['0-of-2', '1-of-2'\]$"):
+                       r"transfer.feature_shards --shard 0/3` .*found: \['0-of-2', '1-of-2'\]$"):
         run_features(["--merge", "3"])
     write_params(work, **tiny_params(tiny_folder, **MODEL, features={"batch_size": 8}))
     with pytest.raises(UserError, match=r"^shards/features/0-of-2 was extracted from other "

@@ -222,12 +222,13 @@ def test_fresh_clone_pulls_every_output_from_a_remote_and_recomputes_nothing(pro
 
     shutil.rmtree(clone / "features")
     (clone / "models/extractor.keras").unlink()
-    shards = [subprocess.Popen([sys.executable, "-m", "transfer.features", "--shard", f"{i}/2"],
+    shards = [subprocess.Popen([sys.executable, "-m", "transfer.feature_shards", "--shard",
+                                f"{i}/2"],
                                cwd=clone, env=environment(clone), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True) for i in range(2)]
     errors = [shard.communicate()[1] for shard in shards]
     assert [shard.returncode for shard in shards] == [0, 0], errors
-    run(clone, sys.executable, "-m", "transfer.features", "--merge", "2")
+    run(clone, sys.executable, "-m", "transfer.feature_shards", "--merge", "2")
     run(clone, "dvc", "commit", "--force", "features")
     status = run(clone, "dvc", "status", "--with-deps", "evaluate")
     assert "Data and pipelines are up to date" in status, status

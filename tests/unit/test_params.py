@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, write_params
+from pydantic import BaseModel
 
+from transfer.params.fields import KEYS
 from transfer.params.whole import Params, load_params
 from transfer.runtime.errors import ParamError, UserError
 
@@ -250,3 +252,15 @@ def test_relative_data_path_is_read_from_the_repository(workdir, tmp_path, monke
     write_params(workdir, **tiny_params(Path("data/images")))
     monkeypatch.setenv("DVC_ROOT", str(repo))
     assert load_params().data.path == str(repo / "data/images")
+
+
+def test_every_stage_knows_every_key():
+    """The key names each stage checks, also in the sections it does not read, are the
+    fields of the sections (and of `finetune.augment`)."""
+    def fields(model: type, path: str = "") -> dict[str, tuple[str, ...]]:
+        found = {path: tuple(model.model_fields)}
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                found |= fields(field.annotation, f"{path}.{name}".lstrip("."))
+        return found
+    assert KEYS == fields(Params)

@@ -79,11 +79,13 @@ def results(changed: list[dict], fractions: list[float]) -> dict:
 
 def test_study_section_from_the_results(workdir):
     """The table has each run's changes, accuracies, Wilson interval and minutes, this paper's
-    run marked; the pair gets McNemar's p; the figure is drawn."""
+    run marked; the pair gets McNemar's p; the figure is drawn when asked, not before."""
     Path("study").mkdir()
     Path("study/results.json").write_text(json.dumps(results(
         [{"data.fraction": 0.1}, {"data.fraction": 1.0}], [0.1, 1.0])))
-    section = study_section(workdir)
+    section = study_section()
+    assert not (workdir / "study.png").exists()  # gathering values draws nothing
+    section["draw"](workdir)
     low, high = wilson_interval(80, 100)
     assert section["table"].rows[1] == ["run-1 (this paper)", "data.fraction=1", "60.0%",
                                         "80.0%", f"{100 * low:.1f}% – {100 * high:.1f}%", "2.0"]
@@ -97,7 +99,8 @@ def test_study_of_other_params_is_plotted_against_time(workdir):
     Path("study").mkdir()
     Path("study/results.json").write_text(json.dumps(results(
         [{"model.input_size": 64}, {}], [1.0, 1.0])))
-    section = study_section(workdir)
+    section = study_section()
+    section["draw"](workdir)
     assert not section["by_fraction"]
     assert section["table"].rows[1][1] == "none"
     assert (workdir / "study.png").is_file()
@@ -105,4 +108,4 @@ def test_study_of_other_params_is_plotted_against_time(workdir):
 
 def test_no_study_no_section(workdir):
     """Before the study has run, the paper has no study section."""
-    assert study_section(workdir) is None
+    assert study_section() is None

@@ -20,9 +20,9 @@ def label(run: dict) -> str:
     return f"{run['name']} (this paper)" if run["this_paper"] else run["name"]
 
 
-def study_section(figures: Path) -> dict | None:
-    """The table, the figure (drawn into `figures`) and the pairwise tests; None before the
-    study has run."""
+def study_section() -> dict | None:
+    """The table, the pairwise tests and `draw`, which draws the figure into a folder; None
+    before the study has run."""
     if not STUDY_RESULTS.is_file():
         return None
     results = read_json(STUDY_RESULTS)
@@ -40,10 +40,13 @@ def study_section(figures: Path) -> dict | None:
         len({run["fraction"] for run in runs}) > 1
     head = [run["head"]["accuracy"] for run in runs]
     tuned = [run["finetuned"]["accuracy"] for run in runs]
-    if by_fraction:
-        charts.accuracy_vs_fraction([run["fraction"] for run in runs], head, tuned,
-                                   [run["this_paper"] for run in runs], figures / FIGURE)
-    else:
+
+    def draw(figures: Path) -> None:
+        """The study's figure: accuracy against the share of the data, else wall time."""
+        if by_fraction:
+            charts.accuracy_vs_fraction([run["fraction"] for run in runs], head, tuned,
+                                       [run["this_paper"] for run in runs], figures / FIGURE)
+            return
         timed = [i for i, run in enumerate(runs) if run["minutes"] is not None]
         charts.accuracy_against([label(runs[i]) for i in timed],
                                [runs[i]["minutes"] for i in timed], charts.WALL_TIME,
@@ -59,4 +62,4 @@ def study_section(figures: Path) -> dict | None:
                   ["run", "changed params", "test acc. head", "test acc. fine-tuned",
                    "95% CI", "wall time (min)"], rows, "table-study.png")
     return {"runs": runs, "names": [run["name"] for run in runs], "table": table,
-            "by_fraction": by_fraction, "figure": FIGURE, "pairs": pairs}
+            "by_fraction": by_fraction, "figure": FIGURE, "pairs": pairs, "draw": draw}

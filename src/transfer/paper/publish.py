@@ -17,11 +17,11 @@ import re
 import shutil
 from pathlib import Path
 
-import jinja2
 import pypandoc
 import yaml
 from markupsafe import Markup
 
+from transfer.paper import wording
 from transfer.paper.typeset import READER
 from transfer.params.report import ReportParams
 
@@ -43,7 +43,7 @@ def page(body: str, title: str, description: str, templates: Path, figures: Path
             return f'src="data:image/png;base64,{data}"'
 
         body = re.sub(r'src="figures/([^"]+)"', inline, body)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), autoescape=True)
+    env = wording.environment(templates, autoescape=True)
     return env.get_template("paper.html.j2").render(
         title=title, description=description, canonical=canonical, body=Markup(body),
         css=Markup((templates / "style.css").read_text()))

@@ -19,9 +19,10 @@ import json
 import re
 from pathlib import Path
 
-import jinja2
 import pypandoc
 import typst
+
+from transfer.paper import wording
 
 READER = "commonmark_x-gfm_auto_identifiers-smart"  # CommonMark + extensions, text as typed
 UNNUMBERED_FROM = "Literature Cited"  # this heading and every one after it have no number
@@ -131,9 +132,7 @@ def typst_source(paper: str, values: dict, templates: Path, figures: str) -> str
     """The Typst source of the paper: `paper.typ.j2` filled with the converted Markdown, its
     images read from the folder `figures` of the compile root."""
     found, document = parts(paper)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
+    env = wording.environment(templates)
     env.filters["typst_string"] = string
     return env.get_template("paper.typ.j2").render(
         **values, **{name: typst_markup(blocks, document, figures)

@@ -102,12 +102,18 @@ def engine_sentence(features: str, test: str, prepare_seconds: float, openvino: 
     return f"{uses[0].upper()}{uses[1:]}; {first}; training always ran on Keras."
 
 
+def environment(templates: Path, autoescape: bool = False) -> jinja2.Environment:
+    """The Jinja2 environment of the paper's templates in `templates`: block tags take their
+    lines with them, an undefined name is an error; `autoescape` for HTML."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(templates), trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined, autoescape=autoescape)
+
+
 def render(values: dict, templates: Path, medium: bool) -> str:
     """The paper as Markdown from `paper.md.j2` in `templates`; `medium` shows tables as
     their pictures in `figures/`."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
+    env = environment(templates)
     env.filters.update(percent=percent, points=points, p_value=p_value, plural=plural,
                        count=lambda n: f"{n:,}")
     counters = {kind: itertools.count(1) for kind in ("figure", "table")}

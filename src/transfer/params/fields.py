@@ -1,11 +1,8 @@
-"""The field types of params.yaml and its errors; each stage loads only its sections (no
-TensorFlow needed).
+"""The field types of params.yaml and its errors; each stage loads its own sections.
 
-Every problem is one line (a ParamError) naming the key, the value and what is allowed, with
-"did you mean" for a misspelt key. Types are strict (true is not 1, "3" is not 3); integers
-are taken where numbers are, and so is `1e-05`, which PyYAML reads as a string (YAML 1.1
-floats need a dot) and `dvc exp run -S` writes.
-"""
+A problem is one line (ParamError) naming the key, the value and what is allowed, with "did
+you mean" for a misspelt key. Types are strict (true is not 1, "3" is not 3), but an integer
+is a number, and so is `1e-05` (a string to PyYAML, as `dvc exp run -S` writes it)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import difflib
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -37,7 +34,21 @@ HELD_OUT = ("test", "val", "valid", "validation")  # folders beside train/ that 
 RESIZE_MODES = ("crop", "squash")  # how a non-square image becomes a square (data.images)
 FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 AUTO = "'auto' (transfer.training.recipe) or "
-SECTIONS = ("seed", "data", "model", "features", "train", "finetune", "evaluate", "report")
+KEYS = {  # every mapping's keys, so that each stage refuses a misspelt one before any work
+    "": ("seed", "data", "model", "features", "train", "finetune", "evaluate", "report"),
+    "data": ("source", "path", "name", "test_folder", "test_split", "image_size",
+                         "resize", "fraction", "val_split", "val_min", "skip_corrupt"),
+    "model": ("backbone", "input_size", "weights", "cut_layer"),
+    "features": ("batch_size", "precision", "jit_compile", "engine"),
+    "train": ("epochs", "batch_size", "learning_rate", "dropout", "hidden_units", "patience",
+              "strategy"),
+    "finetune": ("layers", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
+                 "label_smoothing", "start_size", "precision", "jit_compile", "strategy",
+                 "augment"),
+    "finetune.augment": ("flip", "rotation", "zoom", "translation"),
+    "evaluate": ("batch_size", "top_k", "engine", "flip"),
+    "report": ("title", "author", "affiliation", "date", "target_accuracy", "examples",
+               "description", "tags", "site_url", "cover_image")}
 
 
 def _number(value: object) -> float:
@@ -93,23 +104,37 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def unknown_key(raw: object, path: str = "") -> tuple[str, tuple[str, ...]] | None:
+    """The first key of the mapping `raw` (at dotted `path`) that KEYS does not know, with the
+    keys it knows there; None when every key is known."""
+    if not isinstance(raw, dict) or path not in KEYS:
+        return None
+    for key, value in raw.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        found = (dotted, KEYS[path]) if key not in KEYS[path] else unknown_key(value, dotted)
+        if found:
+            return found
+    return None
+
+
 class StageParams(Section):
-    """The sections of params.yaml that one stage reads, and `seed`: the other sections' names
-    are checked, their contents by the stages that read them."""
+    """The sections of params.yaml that one stage reads, and `seed`: the other sections' keys
+    are checked by name (`KEYS`), their values by the stages that read them."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     seed: StrictInt = 42
 
-    @model_validator(mode="after")
-    def _known_sections(self) -> Self:
-        """A misspelt section is an error, not a section silently left out."""
-        for name in self.model_extra or {}:
-            if name not in SECTIONS:
-                close = difflib.get_close_matches(name, SECTIONS, n=1)
-                hint = (f"did you mean '{close[0]}'?" if close
-                        else f"known keys: {', '.join(SECTIONS)}")
-                raise ParamError(f"unknown parameter '{name}'; {hint}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, raw: object) -> object:
+        """A misspelt key, also in a section this stage does not read, is an error now, not a
+        value silently left out."""
+        if found := unknown_key(raw):
+            key, known = found
+            close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+            raise ParamError(f"unknown parameter '{key}'; " + (
+                f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"))
+        return raw
 
 
 P = TypeVar("P", bound=BaseModel)
@@ -118,9 +143,10 @@ P = TypeVar("P", bound=BaseModel)
 TYPE_NAMES = {"int": "an integer", "float": "a number", "string": "a string",
               "bool": "true or false"}
 
-def _field(root: type[BaseModel], loc: tuple, unknown: bool) -> tuple[type[BaseModel], str, str]:
-    """The model under `root` that holds the field at `loc` (an `unknown` key: that would),
-    the field's name and its dotted key; the union branches in `loc` are skipped."""
+
+def _field(root: type[BaseModel], loc: tuple) -> tuple[type[BaseModel], str, str]:
+    """The model under `root` that holds the field at `loc`, the field's name and its dotted
+    key; the union branches in `loc` are skipped."""
     model, names = root, []
     for part in loc:
         if part in model.model_fields:
@@ -129,20 +155,13 @@ def _field(root: type[BaseModel], loc: tuple, unknown: bool) -> tuple[type[BaseM
             if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
                 return model, part, ".".join(names)
             model = inner
-        elif unknown:
-            return model, str(part), ".".join([*names, str(part)])
     return model, names[-1] if names else "", ".".join(names)
 
 
 def _message(root: type[BaseModel], error: dict) -> str:
     """One line for the first error pydantic found validating `root`."""
-    model, name, key = _field(root, error["loc"], unknown=error["type"] == "extra_forbidden")
+    model, name, key = _field(root, error["loc"])
     value = error.get("input")
-    if error["type"] == "extra_forbidden":
-        known = list(model.model_fields)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
-        return f"unknown parameter '{key}'; {hint}"
     if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
         return f"{key} must be a mapping, got {value!r}"
     info = model.model_fields.get(name)

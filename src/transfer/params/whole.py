@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import StrictInt
-
 from transfer.params.data import DataParams
 from transfer.params.evaluation import EvaluateParams
 from transfer.params.features import FeaturesParams
-from transfer.params.fields import Section
+from transfer.params.fields import StageParams
 from transfer.params.fields import load_params as load
 from transfer.params.fields import parse_params as parse
 from transfer.params.model import ModelParams
@@ -18,10 +16,9 @@ from transfer.params.training import FinetuneParams, TrainParams
 from transfer.runtime.paths import PARAMS
 
 
-class Params(Section):
+class Params(StageParams):
     """The whole of params.yaml."""
 
-    seed: StrictInt = 42
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     features: FeaturesParams = FeaturesParams()

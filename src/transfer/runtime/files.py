@@ -13,14 +13,9 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `target` (file or directory) and move it into place on success.
-
-    The temporary name keeps the target's suffixes, so writers that choose a format by them
-    (Keras: `.keras`, `.h5`, `.weights.h5`) still work. On any error the temporary is removed
-    and the target is left as it was: a killed or failed stage never leaves a half-written
-    output behind (nor a parent folder it created), and what a `kill -9` leaves in a
-    temporary is removed by the next run.
-    """
+    """Yield a temporary sibling of `target` (file or folder, same suffixes, as Keras picks its
+    format by them), moved into place on success; on an error `target` is left as it was, with
+    no parent folder created for it, and a `kill -9`'s leftover is removed by the next run."""
     target = Path(target)
     created = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)

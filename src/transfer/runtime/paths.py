@@ -21,7 +21,7 @@ DATASET = PREPARED / "dataset.json"  # layout, test set, stored size, resize mod
 FEATURES = Path("features")  # {train,val,test}_{x,y}.npy: float16 features, int labels
 EXTRACTOR = Path("models/extractor.keras")
 FEATURES_METRICS = Path("metrics/features.json")
-SHARDS = Path("shards/features")  # `features --shard I/N` outputs, git-ignored
+SHARDS = Path("shards/features")  # `feature_shards --shard I/N` outputs, git-ignored
 
 # train
 HEAD = Path("models/head.keras")

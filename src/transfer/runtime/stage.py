@@ -14,12 +14,8 @@ from transfer.runtime.startup import STARTED
 
 
 def run_stage(main: Callable[[], None], record: Path | None = None) -> None:
-    """Run a stage's `main`, turning a UserError into a one-line message and exit code 2.
-
-    On success, prints the stage's wall time (from the package's import, TensorFlow's start-up
-    included) and peak resident memory, and writes both to `record` (a stage's
-    `metrics/time/<stage>.json`) when given.
-    """
+    """Run a stage's `main`, a UserError as one line and exit code 2; on success print its wall
+    time (from the package's import) and peak memory, also into `record` when given."""
     try:
         main()
     except UserError as e:

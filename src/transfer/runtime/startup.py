@@ -1,12 +1,7 @@
-"""TensorFlow's start-up lines hidden, so each stage prints its own lines only.
-
-Importing TensorFlow writes notices straight to the process's stderr from C++ (oneDNN, CUDA
-stubs, CPU features), and its first device lookup logs a cuInit error on machines with CUDA
-libraries but no GPU. `hide_tensorflow_startup` (called by the package, before any stage imports
-Keras) sets TF_CPP_MIN_LOG_LEVEL=3 unless it is set, and runs the first `import tensorflow`
-with file descriptor 2 sent to a temporary file, written back only if the import fails.
-TRANSFER_TF_LOGS=1 shows them all again.
-"""
+"""TensorFlow's start-up lines hidden, so each stage prints its own lines only: C++ notices
+(oneDNN, CUDA stubs, CPU features) and a cuInit error where CUDA has no GPU. The package sets
+TF_CPP_MIN_LOG_LEVEL=3 unless set and runs the first `import tensorflow` with file descriptor
+2 sent to a temporary file, written back only if the import fails. TRANSFER_TF_LOGS=1: all."""
 
 from __future__ import annotations
 
