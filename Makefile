@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PYTEST) tests/unit $(ARGS)
 
 bench: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/bench.py $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.bench $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

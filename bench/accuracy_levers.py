@@ -1,7 +1,7 @@
 """Accuracy levers on the validation split: each variant of the fine-tuning recipe, one run.
 
-    python bench/accuracy_levers.py [--data PATH] [--fraction 0.3] [--defaults]
-        [--only WORD ...] [--out bench/tuning.md]
+    python -m bench.accuracy_levers [--data PATH] [--fraction 0.3] [--defaults]
+        [--only WORD ...] [--out bench/results/tuning.md]
 
 One project copy on a stratified `--fraction` of CIFAR-10 (its own validation split, 10% of
 it), EfficientNetLite0 with ImageNet weights at 96 px: `fetch`, `features` and `train` run once,
@@ -21,20 +21,24 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
-from transfer.training.devices import device_description  # noqa: E402
+from bench.common import (
+    RESULTS,
+    SHARED_DATA,
+    change_params,
+    probabilities,
+    project,
+    run,
+    unpacked,
+    write_section,
+)
+from transfer.params.overrides import merged
+from transfer.training.devices import device_description
 
 TEST_SIZES = (112, 128)
 VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 px])
@@ -69,7 +73,6 @@ VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 
 def val_scores(repo: Path) -> dict[str, float]:
     """Validation accuracy of the fine-tuned model as saved, with flip TTA, and at TEST_SIZES."""
     import keras
-    import numpy as np
 
     from transfer.training import progressive_resizing
 
@@ -99,7 +102,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--defaults", action="store_true",
                         help="the defaults alone, input size auto (photos)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tuning.md")
     parser.add_argument("--only", nargs="*", default=[], metavar="WORD",
                         help="run only the variants whose name contains one of these words")
     args = parser.parse_args()
@@ -115,12 +118,10 @@ def main() -> None:
         repo = project(Path(work), data, {"data": {"fraction": args.fraction}, "model": model})
         run(repo, "dvc", "repro", "train")
         n_train = len(np.load(repo / "data/prepared/train_y.npy"))
+        baseline = {"label_smoothing": 0.0, "start_size": None, "layers": "all"}
         for name, change, *model_change in variants:
-            params = yaml.safe_load((repo / "params.yaml").read_text())
-            params["finetune"].update({"label_smoothing": 0.0, "start_size": None, "layers": "all",
-                                       **change})
-            params["model"].update({**model, **next(iter(model_change), {})})
-            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            change_params(repo, {"finetune": merged(baseline, change),
+                                 "model": merged(model, next(iter(model_change), {}))})
             _, seconds = run(repo, "dvc", "repro", "finetune")
             stage = json.loads((repo / "metrics/time/finetune.json").read_text())["seconds"]
             scores = val_scores(repo)
@@ -133,7 +134,7 @@ def main() -> None:
         f"variant says otherwise, "
         f"{device_description()}",
         "",
-        f"`python bench/accuracy_levers.py --data {args.data.name} --fraction {args.fraction}"
+        f"`python -m bench.accuracy_levers --data {args.data.name} --fraction {args.fraction}"
         f"{' --defaults' if args.defaults else ''}"
         f"{' --only ' + ' '.join(map(repr, args.only)) if args.only else ''}`, "
         f"{time.perf_counter() - begin:.0f} s in all. One run each, validation split only "

@@ -1,6 +1,6 @@
 """The original assignment's check on a finished run's export, from the project root:
 
-    python bench/assignment_check.py
+    python -m bench.assignment_check
 
 `preprocess_data` on the 10,000 CIFAR-10 test images (those `fetch` prepared, or with
 `--keras-datasets` those `keras.datasets.cifar10` downloads), `keras.models.load_model` of

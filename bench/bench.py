@@ -1,7 +1,7 @@
 """Benchmark: the pipeline against the textbook approach, both sides in one run on one machine.
 
-    python bench/bench.py [--quick | --full | --time-to-accuracy] [--data PATH]
-        [--out bench/results.md]
+    python -m bench.bench [--quick | --full | --time-to-accuracy] [--data PATH]
+        [--out bench/results/results.md]
 
 `--time-to-accuracy` (about 75 minutes on 2 CPU cores; never in CI): on all of CIFAR-10 with
 EfficientNetLite0's ImageNet weights, the wall time from the image folder to a model with
@@ -28,36 +28,41 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-import floor  # noqa: E402
-
-from transfer.data.folders import find_layout, opened_folder, scan_folder  # noqa: E402
-from transfer.runtime.files import atomic_path
+from bench import floor
+from bench.common import (
+    RESULTS,
+    ROOT,
+    SHARED_DATA,
+    change_params,
+    finish,
+    generated_dataset,
+    launch,
+    params_of,
+    project,
+    run,
+    subset,
+    unpacked,
+    write_section,
+)
+from transfer.data.folders import find_layout, opened_folder
+from transfer.params.overrides import nested
 from transfer.training.devices import device_description
 
-SHARED_DATA = ROOT.parent / "shared/data/cifar10-jpg.tar.gz"
 HEAD_EPOCHS = 10
 SHARDS = 2
 FLOOR_IMAGES, REPEATS = 1024, 3
 TARGET = 0.87
-# The cheapest settings found on the validation split (bench/tuning.md, docs/speed.md).
+# The cheapest settings found on the validation split (bench/results/tuning.md, docs/speed.md).
 OURS_TO_TARGET = {"model": {"backbone": "EfficientNetLite0", "weights": "imagenet",
                             "input_size": 96},
                   "finetune": {"layers": "all", "epochs": 2}}
@@ -107,58 +112,6 @@ class Row:
                 f"{self.theirs} | {ratio} | {self.target} | {'yes' if self.met else 'NO'} |")
 
 
-def generated_dataset(root: Path, classes: int = 10, train: int = 12, test: int = 2) -> Path:
-    """Random 32 px JPEGs in train/<class>/ and test/<class>/ (for --quick)."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train), ("test", test)):
-        for c in range(classes):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.jpg")
-    return root
-
-
-def subset(source: Path, dest: Path, train: int, test: int) -> Path:
-    """Copy the first `train` and `test` images of every class of an image-folder dataset."""
-    with opened_folder(source) as top:
-        dataset = scan_folder(find_layout(top))
-        for split, per_class in (("train", train), ("test", test)):
-            files = getattr(dataset, split)
-            taken: dict[int, int] = {}
-            for path, label in zip(files.paths, files.labels):
-                if taken.get(label, 0) < per_class:
-                    taken[label] = taken.get(label, 0) + 1
-                    folder = dest / split / dataset.classes[label]
-                    folder.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(path, folder / path.name)
-    return dest
-
-
-def launch(repo: Path, *args: str) -> subprocess.Popen:
-    """Start a command in `repo` with this interpreter's tools on PATH."""
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen) -> str:
-    """Wait for a launched command; its output (exits the benchmark if it failed)."""
-    output, _ = process.communicate()
-    if process.returncode:
-        sys.exit(f"bench: {' '.join(process.args)} failed:\n{output[-6000:]}")
-    return output
-
-
-def run(repo: Path, *args: str) -> tuple[str, float]:
-    """Run a command in `repo` (see `launch`); its output and seconds."""
-    begin = time.perf_counter()
-    output = finish(launch(repo, *args))
-    return output, time.perf_counter() - begin
-
-
 def feature_files(repo: Path) -> dict[str, bytes]:
     """The bytes of every file of `features/`, by name."""
     return {p.name: p.read_bytes() for p in sorted((repo / "features").iterdir())}
@@ -176,29 +129,6 @@ def sharded_features(repo: Path) -> tuple[float, float, float, bool]:
     shards = time.perf_counter() - begin
     _, merge = run(repo, *stage, "--merge", str(SHARDS))
     return single, shards, merge, feature_files(repo) == expected
-
-
-def project(work: Path, data: Path, sections: dict) -> Path:
-    """A fresh git + DVC copy of this project reading `data`, params updated by `sections`."""
-    repo = work / "project"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "bin", repo / "bin")  # the stages' interpreter (dvc.yaml's cmds)
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "report/templates", repo / "report/templates")
-    shutil.copy(ROOT / "report/notes.md", repo / "report/notes.md")
-    shutil.copytree(ROOT / "study", repo / "study", ignore=shutil.ignore_patterns("results.json"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(source="folder", path=str(data), fraction=1.0)
-    for name, values in sections.items():
-        params[name].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                    [*git, "commit", "-qm", "bench"]):
-        run(repo, *command)
-    return repo
 
 
 def workload_sections(w: Workload) -> dict:
@@ -245,7 +175,7 @@ def floor_row(repo: Path, batch_size: int, where: str,
     for _ in range(REPEATS):
         run(repo, sys.executable, "-m", "transfer.features")
         stage.append(json.loads(metrics.read_text())["images_per_second"])
-        output, _ = run(repo, sys.executable, str(ROOT / "bench/floor.py"), str(repo), name,
+        output, _ = run(ROOT, sys.executable, "-m", "bench.floor", str(repo), name,
                         "--batch-size", str(batch_size))
         fastest.append(json.loads(output.strip().splitlines()[-1])["images_per_second"])
     metrics.write_bytes(kept)
@@ -397,9 +327,8 @@ def benchmark(w: Workload, source: Path | None, work: Path,
                     f"{recomputed:.1f}", recomputed / cached, ">= 3x", recomputed / cached >= 3))
 
     nothing, idle = run(repo, "dvc", "repro")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["learning_rate"] *= 2
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rate = params_of(repo)["train"]["learning_rate"]
+    change_params(repo, nested({"train.learning_rate": 2 * rate}))
     changed, _ = run(repo, "dvc", "repro", "train")
     skipped = re.findall(r"Stage '(\w+)' didn't change, skipping", changed)
     ran = re.findall(r"Running stage '(\w+)'", changed)
@@ -424,27 +353,6 @@ def benchmark(w: Workload, source: Path | None, work: Path,
     return rows, table, speeds
 
 
-def probabilities(model: object, images: np.ndarray,
-                  transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """A Keras model's class probabilities for `images` (each batch through `transform` first),
-    250 images a batch."""
-    from transfer.models.engines import predict_batches
-
-    out = np.empty((len(images), model.output.shape[-1]), dtype=np.float32)
-    predict_batches(model.predict_on_batch, images, 250, out, desc="score", transform=transform)
-    return out
-
-
-def unpacked(source: Path, work: Path) -> Path:
-    """`source` as a directory with train/ and test/ (an archive is unpacked into `work`)."""
-    with opened_folder(source) as top:
-        layout = find_layout(top)
-        if source.is_dir():
-            return layout.train.parent
-        shutil.copytree(layout.train.parent, work / "data")
-    return work / "data"
-
-
 def time_to_accuracy(source: Path, work: Path) -> tuple[dict, dict, Path]:
     """Seconds from the image folder to a model at TARGET, for the pipeline (fetch, features,
     train, finetune; then `evaluate` checks the target, untimed) and for the Keras guides'
@@ -457,7 +365,7 @@ def time_to_accuracy(source: Path, work: Path) -> tuple[dict, dict, Path]:
     test = json.loads((repo / "metrics/evaluate.json").read_text())["finetuned"]["accuracy"]
     ours = {"seconds": seconds, "best_val_accuracy": tuned["best_val_accuracy"],
             "test_accuracy": test, "reached": test >= TARGET}
-    output, _ = run(ROOT, sys.executable, str(ROOT / "bench/keras_guide.py"), str(data),
+    output, _ = run(ROOT, sys.executable, "-m", "bench.keras_guide", str(data),
                     "--target", str(TARGET), *GUIDE_TO_TARGET)
     guide = json.loads(output.strip().splitlines()[-1])
     return ours, guide, repo
@@ -469,7 +377,7 @@ def time_to_accuracy_section(source: Path, work: Path) -> str:
     machine, m = device_description(), OURS_TO_TARGET["model"]
     model = f"{m['backbone']} ({m['weights']}) {m['input_size']} px"
     images = json.loads((repo / "metrics/features.json").read_text())["images"]
-    batch = yaml.safe_load((repo / "params.yaml").read_text())["features"]["batch_size"]
+    batch = params_of(repo)["features"]["batch_size"]
     table = engine_table(repo, batch, FLOOR_IMAGES)
     row = floor_row(repo, batch, f"{model}, {images} images, {machine}", table)
     ratio = guide["seconds"] / ours["seconds"]
@@ -513,31 +421,17 @@ def engine_markdown(table: list[tuple[str, float, float]], where: str) -> list[s
               for name, ips, spread in table)]
 
 
-def write_section(path: Path, name: str, text: str) -> None:
-    """Replace the section `name` of the results file `path` (kept between marker comments,
-    added at the end if new) with `text`, atomically."""
-    begin, end = f"<!-- bench: {name} -->", f"<!-- /bench: {name} -->"
-    old = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{text.rstrip()}\n{end}\n"
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-    else:
-        new = (old.rstrip() + "\n\n" if old.strip() else "") + block
-    with atomic_path(path) as tmp:
-        tmp.write_text(new)
-
-
 def main() -> None:
     """Parse the arguments, run the benchmark, print its section and write it atomically."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="generated data, seconds-long")
     size.add_argument("--full", action="store_true", help="the whole dataset")
-    size.add_argument("--time-to-accuracy", action="store_true",
-                      help=f"the wall time to {TARGET:.0%} test accuracy, ours vs the guide's")
+    size.add_argument("--time-to-accuracy", action="store_true",  # "%%": a % in argparse help
+                      help=f"the wall time to {TARGET:.0%}% test accuracy, ours vs the guide's")
     parser.add_argument("--data", type=Path, default=SHARED_DATA,
                         help="image-folder dataset (directory or archive)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "results.md")
     args = parser.parse_args()
     if not args.quick and not args.data.exists():
         sys.exit(f"bench: --data {args.data} does not exist; pass an image-folder dataset "
@@ -547,11 +441,11 @@ def main() -> None:
         if args.time_to_accuracy:
             name, body = "time-to-accuracy", time_to_accuracy_section(args.data.resolve(),
                                                                       Path(work))
-            command = "python bench/bench.py --time-to-accuracy"
+            command = "python -m bench.bench --time-to-accuracy"
         else:
             w = WORKLOADS["quick" if args.quick else "full" if args.full else "default"]
             rows, table, speeds = benchmark(w, args.data.resolve(), Path(work))
-            name, command = w.name, "python bench/bench.py" + (
+            name, command = w.name, "python -m bench.bench" + (
                 f" --{w.name}" if w.name != "default" else "")
             where = f"{w.backbone} {w.input_size} px, batch {w.batch_size}, {device_description()}"
             body = "\n".join([

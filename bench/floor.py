@@ -1,6 +1,6 @@
 """Row 1's floor: the ways to run a project's frozen extractor, each timed on the same arrays.
 
-    python bench/floor.py PROJECT WAY [--images N] [--batch-size B]
+    python -m bench.floor PROJECT WAY [--images N] [--batch-size B]
 
 Prints one JSON line, the images/s of the way `WAY` (a key of `ways`) over the first N decoded
 images of PROJECT's `data/prepared` (train, val, test, in the `features` stage's order), run
@@ -13,22 +13,23 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from transfer.data.arrays import SPLITS, load_split
+from transfer.models import engines
 
-from transfer.data.arrays import SPLITS, load_split  # noqa: E402
-from transfer.models import engines  # noqa: E402
+if TYPE_CHECKING:
+    import keras
 
 OPENVINO = "OpenVINO, float32 (`features.engine: openvino`)"
 
 
-def ways(model, batch_size: int) -> dict[str, Callable[[np.ndarray], object]]:
+def ways(model: keras.Model, batch_size: int) -> dict[str, Callable[[np.ndarray], object]]:
     """Each way to run `model` over a float32 array in batches of `batch_size`, by name:
     Keras `predict`, a `predict_on_batch` loop, a `tf.function` call, OpenVINO (converted on
     its first call, the warm-up, and only if it is run)."""
@@ -38,6 +39,7 @@ def ways(model, batch_size: int) -> dict[str, Callable[[np.ndarray], object]]:
     converted = functools.cache(lambda: engines.runner(model, "openvino"))
 
     def loop(run: engines.Runner) -> Callable[[np.ndarray], object]:
+        """`run` over the images, one batch of `batch_size` at a time."""
         return lambda images: [run(images[i:i + batch_size])
                                for i in range(0, len(images), batch_size)]
 

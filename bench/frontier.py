@@ -1,7 +1,7 @@
 """The accuracy frontier: test accuracy against wall time on all of CIFAR-10, one curve per recipe.
 
-    python bench/frontier.py [--data PATH] [--recipes 96px-5ep,defaults,...]
-        [--out bench/results.md] [--keep FOLDER]
+    python -m bench.frontier [--data PATH] [--recipes 96px-5ep,defaults,...]
+        [--out bench/results/results.md] [--keep FOLDER]
 
 Each recipe runs the pipeline (`dvc repro evaluate`: fetch, features, train, finetune,
 evaluate) in a fresh project copy on the image folder, EfficientNetLite0 with ImageNet weights,
@@ -11,7 +11,7 @@ untimed, as the recipe's exported model would score it (flip averaging with `eva
 the test set only places the points, every choice was made on validation. A point's time is
 the wall time from the start of `fetch` to the end of that epoch; the head's point is
 when `train` saved it. Writes the section "frontier" of `--out` (the first wall time at which
-each recipe reached 87, 90, 93 and 95%) and its figure, `bench/frontier.png`; other sets of
+each recipe reached 87, 90, 93 and 95%) and its figure, `bench/results/frontier.png`; other sets of
 `--recipes` than DEFAULT write "frontier-<recipes>" and its own figure. A recipe already
 finished in the `--keep` folder is not rerun: its times come from its stage records (from the
 start of the `fetch` process), and an archive unpacked there is reused. Never in CI: each
@@ -31,17 +31,23 @@ import time
 from pathlib import Path
 
 import keras
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench import SHARED_DATA, probabilities, project, run, unpacked, write_section  # noqa: E402
+from bench.common import (
+    RESULTS,
+    SHARED_DATA,
+    change_params,
+    params_of,
+    probabilities,
+    project,
+    run,
+    unpacked,
+    write_section,
+)
+from transfer.params.overrides import merged
 from transfer.runtime.files import atomic_path
-from transfer.training.activation_cache import split_below  # noqa: E402
+from transfer.training.activation_cache import split_below
 from transfer.training.devices import device_description
-from transfer.training.fitting import EPOCH_MODELS  # noqa: E402
+from transfer.training.fitting import EPOCH_MODELS
 
 THRESHOLDS = (0.87, 0.90, 0.93, 0.95)
 COMMON = {"model": {"backbone": "EfficientNetLite0", "weights": "imagenet"}}
@@ -74,7 +80,7 @@ def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, f
     points = [((repo / "models/head.keras").stat().st_mtime - start,
                evaluation["head"]["accuracy"])]
     size = json.loads((repo / "data/prepared/dataset.json").read_text())["input_size"]
-    flip = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["flip"]
+    flip = params_of(repo)["evaluate"]["flip"]
 
     def resized(batch: np.ndarray) -> np.ndarray:
         """The batch at the model's input size (an any-size, progressive model's input)."""
@@ -104,9 +110,8 @@ def on_images(final: keras.Model, epoch: keras.Model) -> keras.Model:
 
 
 def sections_of(name: str) -> dict:
-    """The params of recipe `name`: COMMON, updated by its own."""
-    return {section: {**COMMON.get(section, {}), **RECIPES[name].get(section, {})}
-            for section in {*COMMON, *RECIPES[name]}}
+    """The params of recipe `name`: COMMON, its own merged in."""
+    return merged(COMMON, RECIPES[name])
 
 
 def shared_training(name: str, done: list[dict]) -> dict | None:
@@ -145,10 +150,8 @@ def run_recipe(name: str, data: Path, work: Path, done: list[dict]) -> dict:
         del os.environ[EPOCH_MODELS]
     else:
         repo, folder, start, trained = base["repo"], base["folder"], base["start"], base["trained"]
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        params["evaluate"] = {**yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"],
-                              **sections_of(name).get("evaluate", {})}
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        change_params(repo, {"evaluate": merged(params_of()["evaluate"],
+                                                sections_of(name).get("evaluate", {}))})
     if not resumed:
         _, evaluated = run(repo, "dvc", "repro", "evaluate")
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
@@ -225,7 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--recipes", default=",".join(DEFAULT))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "results.md")
     parser.add_argument("--keep", type=Path,
                         help="work in this folder and keep it (the projects, their models); "
                              "a recipe finished there before is taken as it is")
@@ -251,7 +254,7 @@ def main() -> None:
     name = "frontier" + ("" if tuple(names) == DEFAULT else "-" + "-".join(names))
     figure(results, args.out.parent / f"{name}.png")
     text = markdown(results, time.perf_counter() - begin,
-                    "python bench/frontier.py --recipes " + ",".join(names), f"{name}.png")
+                    "python -m bench.frontier --recipes " + ",".join(names), f"{name}.png")
     print(text)
     write_section(args.out, name, text)
 

@@ -1,7 +1,7 @@
 """A head on frozen features at larger input sizes: the only recipe short of fine-tuning.
 
-    python bench/head_sizes.py [--data PATH] [--fraction 0.1] [--sizes 96 160 224]
-        [--out bench/tuning.md]
+    python -m bench.head_sizes [--data PATH] [--fraction 0.1] [--sizes 96 160 224]
+        [--out bench/results/tuning.md]
 
 One project copy on a stratified `--fraction` of CIFAR-10, EfficientNetLite0 with ImageNet
 weights: `dvc repro train` once per input size. Reports each size's features rate, the wall
@@ -12,18 +12,12 @@ The test set is never scored. Writes the section "head-sizes" of `--out`.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench import SHARED_DATA, project, run, unpacked, write_section  # noqa: E402
+from bench.common import RESULTS, SHARED_DATA, change_params, project, run, unpacked, write_section
+from transfer.params.overrides import nested
 from transfer.runtime.files import read_json
 from transfer.training.devices import device_description
 
@@ -34,7 +28,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 160, 224])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tuning.md")
     args = parser.parse_args()
     begin, rows = time.perf_counter(), []
     with tempfile.TemporaryDirectory(prefix="head-sizes-") as work:
@@ -42,9 +36,7 @@ def main() -> None:
         repo = project(Path(work), data, {"data": {"fraction": args.fraction}, "model": {
             "backbone": "EfficientNetLite0", "weights": "imagenet", "input_size": args.sizes[0]}})
         for size in args.sizes:
-            params = yaml.safe_load((repo / "params.yaml").read_text())
-            params["model"]["input_size"] = size
-            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            change_params(repo, nested({"model.input_size": size}))
             run(repo, "dvc", "repro", "train")
             seconds = sum(read_json(repo / f"metrics/time/{s}.json")["seconds"]
                           for s in ("fetch", "features", "train"))
@@ -56,7 +48,7 @@ def main() -> None:
         f"## A head on frozen features at larger input sizes, {args.fraction:.0%} of CIFAR-10, "
         f"EfficientNetLite0 with ImageNet weights, {device_description()}",
         "",
-        f"`python bench/head_sizes.py --fraction {args.fraction}`, "
+        f"`python -m bench.head_sizes --fraction {args.fraction}`, "
         f"{time.perf_counter() - begin:.0f} s in all. Validation only.",
         "",
         "| input size | features (images/s) | fetch + features + train (s) | head, best val. |",

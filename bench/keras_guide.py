@@ -1,6 +1,6 @@
 """The recipe of the Keras guides, timed from an image folder until a target validation accuracy.
 
-    python bench/keras_guide.py DATA_DIR [--input-size 96] [--head-epochs 10]
+    python -m bench.keras_guide DATA_DIR [--input-size 96] [--head-epochs 10]
         [--finetune-epochs 10] [--layers 20] [--target 0.87] [--cap-minutes 60]
 
 As in "Transfer learning & fine-tuning" and "Image classification via fine-tuning with
@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import keras
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from transfer.models.efficientnet_lite import EfficientNetLite0  # noqa: E402
+from transfer.models.efficientnet_lite import EfficientNetLite0
 
 
 class Stop(keras.callbacks.Callback):
@@ -78,7 +76,9 @@ def main() -> None:
     model = keras.Model(image, keras.layers.Dense(classes, activation="softmax")(x))
     log: list[dict] = []
 
-    def fit(learning_rate: float, epochs: int, phase: str, *callbacks) -> None:
+    def fit(learning_rate: float, epochs: int, phase: str,
+            *callbacks: keras.callbacks.Callback) -> None:
+        """Compile the model at `learning_rate` and fit it for `epochs`, logged as `phase`."""
         model.compile(keras.optimizers.Adam(learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(train, validation_data=val, epochs=epochs, verbose=2,

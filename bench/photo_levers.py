@@ -1,6 +1,6 @@
 """Fine-tuning levers for photos, on the validation split of each photo set (issue 37).
 
-    .venv/bin/python bench/photo_levers.py WORK DATASET [DATASET ...] [--fractions 0.1 1]
+    .venv/bin/python -m bench.photo_levers WORK DATASET [DATASET ...] [--fractions 0.1 1]
         [--only default flips ...]
 
 For each dataset and share of its training data, `fetch`, `features` and `train` run once in
@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from bench.common import change_params, folder_params, params_of, stage, write_params
+from transfer.params.overrides import merged
 from transfer.training import recipe
 
-ROOT = Path(__file__).resolve().parents[1]
 # Each variant: (backbone, finetune params to set); a `lr` factor multiplies the rule's rate.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("EfficientNetLite0", {}),
@@ -41,26 +38,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def stage(work: Path, name: str) -> dict:
-    """Run one stage in `work`; its time record."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TRANSFER_QUIET": "1"}
-    out = subprocess.run([sys.executable, "-m", f"transfer.{name}"], cwd=work, env=env,
-                         capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"{work}: {name} failed:\n{out.stderr[-3000:]}")
-    return json.loads((work / "metrics/time" / f"{name}.json").read_text())
-
-
 def prepared(work: Path, dataset: Path, fraction: float, backbone: str) -> dict:
     """The workspace with `fetch`, `features` and `train` done; their seconds."""
     done = work / "prepared.json"
     if done.exists():
         return json.loads(done.read_text())
     work.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(source="folder", path=str(dataset), fraction=fraction)
-    params["model"]["backbone"] = backbone
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(work, folder_params(dataset, fraction, {"model": {"backbone": backbone}}))
     seconds = {name: stage(work, name)["seconds"] for name in ("fetch", "features", "train")}
     done.write_text(json.dumps(seconds))
     return seconds
@@ -68,17 +52,12 @@ def prepared(work: Path, dataset: Path, fraction: float, backbone: str) -> dict:
 
 def finetune(work: Path, changes: dict) -> dict:
     """`finetune` in `work` with `changes`; its summary, seconds and validation curve."""
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())["finetune"]
     changes = dict(changes)
     factor = changes.pop("lr", None)
-    params["finetune"] = {**base, **changes,
-                          "augment": {**base["augment"], **changes.get("augment", {})}}
     if factor:
         n_train = len(np.load(work / "data/prepared/train_y.npy"))
-        params["finetune"]["learning_rate"] = factor * recipe.learning_rate(
-            recipe.batch_size(n_train))
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        changes["learning_rate"] = factor * recipe.learning_rate(recipe.batch_size(n_train))
+    change_params(work, {"finetune": merged(params_of()["finetune"], changes)})
     seconds = stage(work, "finetune")["seconds"]
     summary = json.loads((work / "dvclive/finetune/metrics.json").read_text())
     curve = [float(line.split("\t")[-1]) for line in (
@@ -99,8 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     results = args.work / "results.jsonl"
     args.work.mkdir(parents=True, exist_ok=True)
-    done = {(r["dataset"], r["fraction"], r["variant"])
-            for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
+    lines = results.read_text().splitlines() if results.exists() else []
+    done = {(r["dataset"], r["fraction"], r["variant"]) for r in map(json.loads, lines)}
     for fraction in args.fractions:
         for dataset in args.datasets:
             for variant in args.only:

@@ -1,6 +1,6 @@
 """Old defaults against the recipe's rules on a photo dataset, at several shares of its data.
 
-    python bench/photos.py DATASET [--fractions 0.01 0.1 1] [--out bench/photos-NAME.md]
+    python -m bench.photos DATASET [--fractions 0.01 0.1 1] [--out bench/results/photos-NAME.md]
 
 DATASET is an image folder or archive (`train/<class>/` beside `test/<class>/`). For each share
 of the training data, both recipes run the pipeline from `fetch` to `evaluate` in a workspace of
@@ -16,19 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from transfer.paper.stats import wilson_interval  # noqa: E402
+from bench.common import RESULTS, folder_params, stage, write_params
+from transfer.paper.stats import wilson_interval
 
 STAGES = ("fetch", "features", "train", "finetune", "evaluate")
 OLD = {"model": {"input_size": 96}, "data": {"val_min": 0}, "train": {"batch_size": 256},
@@ -36,31 +31,12 @@ OLD = {"model": {"input_size": 96}, "data": {"val_min": 0}, "train": {"batch_siz
                     "augment": {"rotation": 0.0, "zoom": 0.0}}}
 
 
-def params_for(dataset: Path, fraction: float, recipe: str) -> dict:
-    """The project's params.yaml for `dataset` at `fraction`, with the old values if asked."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(source="folder", path=str(dataset), fraction=fraction)
-    for section, values in (OLD if recipe == "old" else {}).items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                params[section][key].update(value)
-            else:
-                params[section][key] = value
-    return params
-
-
 def run(work: Path, dataset: Path, fraction: float, recipe: str) -> dict:
     """Run the stages in `work`; what the table shows."""
     work.mkdir(parents=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(params_for(dataset, fraction, recipe)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    start, peaks = time.perf_counter(), {}
-    for stage in STAGES:
-        out = subprocess.run([sys.executable, "-m", f"transfer.{stage}"], cwd=work, env=env,
-                             capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(f"{recipe} {fraction}: {stage} failed:\n{out.stderr[-3000:]}")
-        peaks[stage] = float(re.search(r"peak memory ([\d.]+) GB", out.stderr)[1])
+    write_params(work, folder_params(dataset, fraction, OLD if recipe == "old" else {}))
+    start = time.perf_counter()
+    peaks = {name: stage(work, name)["peak_memory_gb"] for name in STAGES}
     seconds = time.perf_counter() - start
     evaluation, head, tuned, dataset_json = (
         json.loads((work / path).read_text()) for path in (
@@ -109,14 +85,14 @@ def main() -> None:
     args = parser.parse_args()
     dataset = args.dataset.resolve()
     name = dataset.name.split(".")[0]
-    out = args.out or ROOT / "bench" / f"photos-{name}.md"
+    out = args.out or RESULTS / f"photos-{name}.md"
     rows = []
     with tempfile.TemporaryDirectory(prefix="photos-bench-") as tmp:
         for fraction in args.fractions:
             for recipe in ("old", "new"):
                 rows.append(run(Path(tmp) / f"{recipe}-{fraction}", dataset, fraction, recipe))
                 print(table(rows).splitlines()[-1], flush=True)
-    out.write_text(f"# Old defaults against the recipe on {name}\n\n`python bench/photos.py "
+    out.write_text(f"# Old defaults against the recipe on {name}\n\n`python -m bench.photos "
                    f"{args.dataset}` on {os.cpu_count()} cores.\n\n{table(rows)}\n")
     print(f"wrote {out}")
 

@@ -1,7 +1,7 @@
 """Training speed of the fine-tuning step under each speed lever, all measured in one run.
 
-    python bench/speed_levers.py [--steps 12] [--rounds 2] [--only WORD ...]
-        [--out bench/tuning.md]
+    python -m bench.speed_levers [--steps 12] [--rounds 2] [--only WORD ...]
+        [--out bench/results/tuning.md]
 
 The step is the `finetune` stage's with `finetune.layers: all`: random flips, the whole
 EfficientNet-Lite base (BatchNormalization frozen) and the head, AdamW, on 32 px images upscaled
@@ -25,11 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench import write_section  # noqa: E402
+from bench.common import RESULTS, ROOT, write_section
 
 WARMUP = 3
 BASELINE = {"backbone": "EfficientNetLite0", "size": 96, "batch": 128,
@@ -63,9 +59,9 @@ def measure(setting: dict, steps: int) -> float:
     import numpy as np
 
     from transfer.models.backbones import build_extractor
-    from transfer.models.unfreezing import unfreeze_top
     from transfer.models.heads import build_head
     from transfer.models.precision import in_precision
+    from transfer.models.unfreezing import unfreeze_top
     from transfer.params.training import TrainParams
     from transfer.training import progressive_resizing
     from transfer.training.activation_cache import layers_above_stride, split_below
@@ -116,12 +112,12 @@ def measure(setting: dict, steps: int) -> float:
 
 def in_fresh_process(setting: dict, steps: int) -> float:
     """`measure` in a fresh interpreter, with the setting's thread counts."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if setting["threads"]:
         env.update(TF_NUM_INTRAOP_THREADS=str(setting["threads"]), TF_NUM_INTEROP_THREADS="2")
-    output = subprocess.run([sys.executable, __file__, "--one", json.dumps(setting),
-                             "--steps", str(steps)], env=env, capture_output=True, text=True,
-                            check=True).stdout
+    output = subprocess.run([sys.executable, "-m", "bench.speed_levers", "--one",
+                             json.dumps(setting), "--steps", str(steps)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=True).stdout
     return float(output.strip().splitlines()[-1])
 
 
@@ -130,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/tuning.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "tuning.md")
     parser.add_argument("--only", nargs="*", default=[], metavar="WORD",
                         help="the baseline and the levers whose name contains one of these")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -152,7 +148,7 @@ def main() -> None:
     text = "\n".join([
         f"## Speed levers: the fine-tuning step, {device_description()}",
         "",
-        f"`python bench/speed_levers.py --steps {args.steps} --rounds {args.rounds}"
+        f"`python -m bench.speed_levers --steps {args.steps} --rounds {args.rounds}"
         f"{''.join(f' --only {w!r}' for w in args.only)}`, "
         f"{time.perf_counter() - start:.0f} s in all. Training images/s of the whole-base "
         f"step (random weights), {args.steps} steps after {WARMUP} warm-up steps, best of "

@@ -12,14 +12,14 @@ from conftest import ROOT
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_the_table(tmp_path):
-    """`bench/bench.py --quick` measures all six comparisons (row 1 against the engine table's
-    fastest way), the engine table and the speed params, and writes them as Markdown into its
-    own section of the results file, leaving the other sections as they were."""
+    """`python -m bench.bench --quick` measures all six comparisons (row 1 against the engine
+    table's fastest way), the engine table and the speed params, and writes them as Markdown
+    into its own section of the results file, leaving the other sections as they were."""
     out = tmp_path / "results.md"
     other = "<!-- bench: time-to-accuracy -->\nkept\n<!-- /bench: time-to-accuracy -->\n"
     out.write_text(other)
-    done = subprocess.run([sys.executable, str(ROOT / "bench/bench.py"), "--quick", "--out",
-                           str(out)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "bench.bench", "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     written = out.read_text()
     assert written.startswith(other) and written.count("<!-- bench: quick -->") == 1

@@ -187,7 +187,7 @@ def test_exif_rotation_is_applied_in_fetch_and_predict(workdir, tmp_path, monkey
                               keras.layers.Dense(2, activation="softmax")])
     model.save("model.keras")
     shown = []
-    monkeypatch.setattr(predict.plots, "predictions",
+    monkeypatch.setattr(predict.charts, "predictions",
                         lambda images, *args: shown.extend(images))
     predict.main([str(image), "--model", "model.keras", "--plot", "p.png"])
     assert upright(shown[0])

@@ -2,7 +2,7 @@
 
 `features`, the fine-tuning cache pass, `evaluate`'s test-set pass and `predict` run models
 that never train. On a CPU, OpenVINO (PyPI `openvino`) runs them about twice as fast as Keras
-(bench/results.md), once the model is converted (about 5 s). So `auto` takes OpenVINO on a
+(bench/results/results.md), once the model is converted (about 5 s). So `auto` takes OpenVINO on a
 machine without a GPU for at least AUTO_MIN_IMAGES images, else Keras; a missing OpenVINO falls
 back to Keras with one line saying so. OpenVINO runs float32 models only. The model goes through
 a Keras SavedModel export in inference mode and OpenVINO's converter, and is compiled in

@@ -43,31 +43,29 @@ def extract(params: FeaturesStageParams, shard: int, shards: int, out: Path) -> 
     `seconds` is the time of the batches; `prepare_seconds` that of readying the engine: its
     one-time costs (OpenVINO's conversion; the first batch, which traces or allocates), run on
     the first batch of the training split before the timed passes."""
-    m = params.model
+    m, p = params.model, params.features
     seed_everything(params.seed)
-    image_size = load_split(PREPARED, "train")[0].shape[1]
+    images = {split: load_split(PREPARED, split)[0] for split in SPLITS}  # memory-mapped
     input_size = read_json(DATASET)["input_size"]  # model.input_size, resolved by fetch
-    extractor = build_extractor(m.backbone, m.weights, input_size, image_size, m.cut_layer)
-    model = in_precision(extractor, params.features.precision)
-    model.jit_compile = params.features.jit_compile
-    dim, batch_size = extractor.output.shape[-1], params.features.batch_size
-    sizes = {split: len(load_split(PREPARED, split)[1]) for split in SPLITS}
-    parts = {split: shard_rows(n, batch_size, shard, shards)
-             for split, n in sizes.items()}
-    engine = engines.choose(params.features.engine, sum(sizes.values()),  # same in each shard
-                            params.features.precision)
+    extractor = build_extractor(m.backbone, m.weights, input_size, images["train"].shape[1],
+                                m.cut_layer)
+    model = in_precision(extractor, p.precision)
+    model.jit_compile = p.jit_compile
+    dim = extractor.output.shape[-1]
+    parts = {split: shard_rows(len(x), p.batch_size, shard, shards) for split, x in images.items()}
+    engine = engines.choose(p.engine, sum(map(len, images.values())),  # the same in each shard
+                            p.precision)
     start = time.perf_counter()
     run = engines.runner(model, engine)
-    run(np.asarray(load_split(PREPARED, "train")[0][:batch_size], np.float32))
+    run(np.asarray(images["train"][:p.batch_size], np.float32))
     prepare_seconds = time.perf_counter() - start
     out.mkdir()
     rows, seconds = {}, 0.0
     for split, part in parts.items():
-        x = load_split(PREPARED, split)[0]
         with array_file(out / f"{split}_x.npy", (part.stop - part.start, dim),
                         np.float16) as feats:
             start = time.perf_counter()
-            engines.predict_batches(run, x[part], batch_size, feats, desc=split)
+            engines.predict_batches(run, images[split][part], p.batch_size, feats, desc=split)
             seconds += time.perf_counter() - start
         rows[split] = [part.start, part.stop]
     save_model(extractor, out / EXTRACTOR.name)

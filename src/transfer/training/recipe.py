@@ -1,7 +1,7 @@
 """The recipe's rules: what each `auto` param becomes for the data at hand.
 
 The defaults were tuned on CIFAR-10 (32 px thumbnails, 45,000 training images) and fail on
-photos and on small datasets (bench/tuning.md, "Photos"). Each rule below gives CIFAR-10 its
+photos and on small datasets (bench/results/tuning.md, "Photos"). Each rule below gives CIFAR-10 its
 tuned value and scales to the data; an explicit value in params.yaml always wins.
 
 - Input size: photos at the size the backbone was trained on; thumbnails upscaled THUMBNAIL_SCALE
