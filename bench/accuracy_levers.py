@@ -38,7 +38,7 @@ from bench.common import (
     write_section,
 )
 from transfer.params.overrides import merged
-from transfer.training.devices import device_description
+from transfer.runtime.devices import device_description
 
 TEST_SIZES = (112, 128)
 VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 px])

@@ -56,7 +56,7 @@ from bench.common import (
 )
 from transfer.data.folders import find_layout, opened_folder
 from transfer.params.overrides import nested
-from transfer.training.devices import device_description
+from transfer.runtime.devices import device_description
 
 HEAD_EPOCHS = 10
 SHARDS = 2

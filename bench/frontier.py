@@ -44,9 +44,9 @@ from bench.common import (
     write_section,
 )
 from transfer.params.overrides import merged
+from transfer.runtime.devices import device_description
 from transfer.runtime.files import atomic_path
 from transfer.training.activation_cache import split_below
-from transfer.training.devices import device_description
 from transfer.training.fitting import EPOCH_MODELS
 
 THRESHOLDS = (0.87, 0.90, 0.93, 0.95)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench.common import RESULTS, SHARED_DATA, change_params, project, run, unpacked, write_section
 from transfer.params.overrides import nested
+from transfer.runtime.devices import device_description
 from transfer.runtime.files import read_json
-from transfer.training.devices import device_description
 
 
 def main() -> None:

@@ -134,7 +134,7 @@ def main() -> None:
     if args.one:
         print(measure(json.loads(args.one), args.steps))
         return
-    from transfer.training.devices import device_description
+    from transfer.runtime.devices import device_description
 
     start = time.perf_counter()
     levers = [LEVERS[0], *(lever for lever in LEVERS[1:]

@@ -127,7 +127,7 @@ def hand_built_features(model, backbone: str, input_size: int, images: np.ndarra
     import keras
     import tensorflow as tf
 
-    from transfer.models.catalogue import family
+    from transfer.params.catalogue import family
 
     reference = getattr(keras.applications, backbone)(
         include_top=False, weights=None, input_shape=(input_size, input_size, 3), pooling="avg")

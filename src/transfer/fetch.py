@@ -23,7 +23,7 @@ from transfer.data.folders import (
 )
 from transfer.data.images import decode_image, median_side, to_rgb_array, without_corrupt
 from transfer.data.splits import stratified_split, stratified_subset, top_up
-from transfer.models.catalogue import native_size
+from transfer.params.catalogue import native_size
 from transfer.params.data import DataParams, FetchStageParams
 from transfer.params.fields import load_params
 from transfer.params.model import ModelParams

@@ -8,10 +8,10 @@ import pytest
 from conftest import hand_built_features
 
 from transfer.models.backbones import build_extractor, preprocessing_affine
-from transfer.models.catalogue import FAMILIES, LITE, backbone_names, check_backbone, family
 from transfer.models.heads import build_head
 from transfer.models.precision import in_precision
 from transfer.models.unfreezing import unfreeze_top
+from transfer.params.catalogue import FAMILIES, LITE, backbone_names, check_backbone, family
 from transfer.params.training import TrainParams
 from transfer.runtime.errors import UserError
 from transfer.training.activation_cache import layers_above_stride, split_below

@@ -13,11 +13,11 @@ import yaml
 from conftest import ROOT, run_stages, tiny_params, write_params
 
 from transfer.data.cifar10 import CLASSES
-from transfer.models.catalogue import FAMILIES
 from transfer.paper.notes import read_notes
 from transfer.paper.publish import devto
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.paper.typeset import parts, typst_markup
+from transfer.params.catalogue import FAMILIES
 from transfer.params.data import DataParams
 from transfer.params.report import ReportParams
 from transfer.params.whole import Params

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from transfer.models import efficientnet_lite
-from transfer.models.catalogue import LITE, check_backbone, family, preprocessing
+from transfer.params.catalogue import LITE, check_backbone, family, preprocessing
 from transfer.runtime.downloads import downloading
 from transfer.runtime.errors import UserError
 

@@ -26,8 +26,8 @@ import numpy as np
 from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS, EfficientNet
 
 from transfer.models import torch_checkpoint
-from transfer.models.catalogue import lite_package
 from transfer.models.torch_checkpoint import read_state_dict
+from transfer.params.catalogue import lite_package
 from transfer.runtime.errors import UserError
 from transfer.runtime.files import atomic_path
 

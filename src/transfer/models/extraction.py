@@ -15,10 +15,10 @@ from transfer.models.backbones import build_extractor
 from transfer.models.precision import in_precision
 from transfer.models.saving import save_model
 from transfer.params.model import FeaturesStageParams
+from transfer.runtime.devices import device_description
 from transfer.runtime.files import read_json, write_json
 from transfer.runtime.paths import DATASET, EXTRACTOR, FEATURES_METRICS, PREPARED
 from transfer.runtime.stage import seed_everything
-from transfer.training.devices import device_description
 
 
 def shard_rows(n_rows: int, batch_size: int, shard: int, shards: int) -> slice:

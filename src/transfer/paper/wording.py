@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from transfer.models.catalogue import LITE, family, lite_package
+from transfer.params.catalogue import LITE, family, lite_package
 from transfer.runtime.errors import UserError
 
 

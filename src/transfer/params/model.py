@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import StrictStr, model_validator
 
-from transfer.models.catalogue import check_backbone
+from transfer.params.catalogue import check_backbone
 from transfer.params.features import FeaturesParams
 from transfer.params.fields import Section, StageParams, auto
 from transfer.runtime.errors import ParamError

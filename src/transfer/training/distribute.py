@@ -20,8 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from transfer.runtime.devices import device_description
 from transfer.runtime.errors import UserError
-from transfer.training.devices import device_description
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
