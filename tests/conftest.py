@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage
 import yaml
 from PIL import Image
 
@@ -150,3 +151,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(
         str(item.path.relative_to(ROOT / "tests")), len(rank)))
+
+
+# Photos that scikit-image ships, with the ImageNet classes a right answer may name.
+PHOTOS = {
+    "chelsea.png": {281, 282, 285},  # tabby, tiger cat, Egyptian cat
+    "coffee.png": {967},             # espresso
+    "motorcycle_left.png": {665, 670},  # moped, motor scooter
+    "rocket.jpg": {657, 744},        # missile, projectile
+}
+
+
+def photos(size: int) -> np.ndarray:
+    """The photos above as RGB float32 pixels in 0-255, resized to size x size."""
+    folder = Path(skimage.__file__).parent / "data"
+    return np.stack([np.asarray(Image.open(folder / name).convert("RGB").resize(
+        (size, size), Image.Resampling.BILINEAR), dtype=np.float32) for name in PHOTOS])

@@ -145,5 +145,5 @@ def test_first_run_and_comparison_read_at_a_glance(documented_run):
     first = documented_run[".venv/bin/dvc exp run -S data.source=folder "
                            "-S data.path=../shared/data/cifar10-jpg.tar.gz"]
     assert "No file hash info" not in first.stdout + first.stderr
-    show = documented_run["COLUMNS=160 .venv/bin/dvc exp show --no-pager"].stdout
+    show = documented_run["COLUMNS=160 .venv/bin/dvc exp show --no-pager --only-changed"].stdout
     assert re.search(r"^\s+Experiment\s.*\btest_acc\b", show, flags=re.M), show

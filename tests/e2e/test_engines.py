@@ -7,8 +7,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_stages, tiny_params, write_params
-from test_efficientnet_lite import PHOTOS, photos
+from conftest import PHOTOS, photos, run_stages, tiny_params, write_params
 
 from transfer.models import engines
 from transfer.models.backbones import build_extractor

@@ -12,9 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import skimage
-from conftest import ROOT
-from PIL import Image
+from conftest import PHOTOS, ROOT, photos
 
 from transfer.models.backbones import build_extractor
 from transfer.models.efficientnet_lite import (
@@ -27,21 +25,6 @@ from transfer.models.efficientnet_lite import (
 )
 from transfer.models.torch_checkpoint import MAGIC, PROTOCOL, CheckpointError, read_state_dict
 from transfer.runtime.errors import UserError
-
-# Photos that scikit-image ships, with the ImageNet classes a right answer may name.
-PHOTOS = {
-    "chelsea.png": {281, 282, 285},  # tabby, tiger cat, Egyptian cat
-    "coffee.png": {967},             # espresso
-    "motorcycle_left.png": {665, 670},  # moped, motor scooter
-    "rocket.jpg": {657, 744},        # missile, projectile
-}
-
-
-def photos(size: int) -> np.ndarray:
-    """The photos above as RGB float32 pixels in 0-255, resized to size x size."""
-    folder = Path(skimage.__file__).parent / "data"
-    return np.stack([np.asarray(Image.open(folder / name).convert("RGB").resize(
-        (size, size), Image.Resampling.BILINEAR), dtype=np.float32) for name in PHOTOS])
 
 
 @pytest.fixture(scope="module")
