@@ -67,6 +67,24 @@ def finetune(work: Path, changes: dict) -> dict:
             "head_val": head["best_val_accuracy"]}
 
 
+def table(rows: list[dict], work: Path) -> str:
+    """The Markdown table of the runs in `work`: validation accuracy of the head and of the
+    best fine-tuning epoch (the head kept when that is not above it), the curve, the stage's
+    seconds."""
+    lines = ["| data | share | variant | val. images | head | fine-tuned (best epoch) | by epoch "
+             "| `finetune` |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        curve = ", ".join(f"{100 * a:.1f}" for a in r["curve"])
+        folder = work / f"{r['dataset']}-{r['fraction']:g}-{VARIANTS[r['variant']][0]}"
+        r.setdefault("val", len(np.load(folder / "data/prepared/val_y.npy")))
+        kept = "" if r["improved"] else ", head kept"
+        lines.append(f"| {r['dataset']} | {r['fraction']:.0%} | {r['variant']} | {r['val']} | "
+                     f"{100 * r['head_val']:.1f}% | {100 * r['best_val_accuracy']:.1f}% "
+                     f"({r['best_epoch'] - r['epochs'] + len(r['curve'])}{kept}) | {curve} | "
+                     f"{r['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run every variant on every dataset and share; print and keep the results."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -75,8 +93,12 @@ def main() -> None:
     parser.add_argument("datasets", type=Path, nargs="+")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--table", action="store_true", help="print the table of WORK's runs")
     args = parser.parse_args()
     results = args.work / "results.jsonl"
+    if args.table:
+        print(table([json.loads(line) for line in results.read_text().splitlines()], args.work))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     lines = results.read_text().splitlines() if results.exists() else []
     done = {(r["dataset"], r["fraction"], r["variant"]) for r in map(json.loads, lines)}
@@ -91,8 +113,8 @@ def main() -> None:
                 start = time.perf_counter()
                 before = prepared(work, dataset, fraction, backbone)
                 row = {"dataset": dataset.name, "fraction": fraction, "variant": variant,
-                       "prepare_seconds": before,
-                       **finetune(work, changes)}
+                       "prepare_seconds": before, "val": len(np.load(
+                           work / "data/prepared/val_y.npy")), **finetune(work, changes)}
                 row["wall"] = time.perf_counter() - start
                 with results.open("a") as f:
                     f.write(json.dumps(row) + "\n")
