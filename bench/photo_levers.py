@@ -32,6 +32,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "warmup 0.2": ("EfficientNetLite0", {"warmup": 0.2}),
     "lr/2 warmup 0.2": ("EfficientNetLite0", {"lr": 0.5, "warmup": 0.2}),
     "10 epochs": ("EfficientNetLite0", {"epochs": 10}),
+    "flips 10 epochs": ("EfficientNetLite0", {"epochs": 10,
+                                              "augment": {"rotation": 0.0, "zoom": 0.0}}),
     "Lite2": ("EfficientNetLite2", {}),
     "Lite2 3 epochs": ("EfficientNetLite2", {"epochs": 3}),
     "Lite1": ("EfficientNetLite1", {}),
