@@ -18,7 +18,6 @@ them, the `finetune` stage's own seconds (its stage record) do not. Writes the s
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import tempfile
@@ -27,16 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import (
-    RESULTS,
-    SHARED_DATA,
-    change_params,
-    probabilities,
-    project,
-    run,
-    unpacked,
-    write_section,
-)
+from bench import common
+from bench.common import script_parser
 from transfer.params.overrides import merged
 from transfer.runtime.devices import device_description
 
@@ -85,11 +76,11 @@ def val_scores(repo: Path) -> dict[str, float]:
         """Share of argmax hits."""
         return float((probs.argmax(1) == y).mean())
 
-    plain = probabilities(model, x)
-    flipped = probabilities(model, x, lambda batch: batch[:, :, ::-1])
+    plain = common.probabilities(model, x)
+    flipped = common.probabilities(model, x, lambda batch: batch[:, :, ::-1])
     scores = {"val": accuracy(plain), "val, flip TTA": accuracy(plain + flipped)}
     for size in TEST_SIZES:
-        scores[f"val at {size} px"] = accuracy(probabilities(
+        scores[f"val at {size} px"] = accuracy(common.probabilities(
             wide, x, lambda batch, size=size: np.asarray(keras.ops.image.resize(batch,
                                                                                 (size, size)))))
     return scores
@@ -97,12 +88,12 @@ def val_scores(repo: Path) -> dict[str, float]:
 
 def main() -> None:
     """Run the variants, print the table and write it into `--out`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser = script_parser(__doc__)
+    parser.add_argument("--data", type=Path, default=common.SHARED_DATA)
     parser.add_argument("--fraction", type=float, default=0.3)
     parser.add_argument("--defaults", action="store_true",
                         help="the defaults alone, input size auto (photos)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "tuning.md")
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "tuning.md")
     parser.add_argument("--only", nargs="*", default=[], metavar="WORD",
                         help="run only the variants whose name contains one of these words")
     args = parser.parse_args()
@@ -112,17 +103,18 @@ def main() -> None:
     begin = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="levers-") as work:
-        data = unpacked(args.data.resolve(), Path(work))
+        data = common.unpacked(args.data.resolve(), Path(work))
         model = {"backbone": "EfficientNetLite0", "weights": "imagenet",
                  "input_size": "auto" if args.defaults else 96}
-        repo = project(Path(work), data, {"data": {"fraction": args.fraction}, "model": model})
-        run(repo, "dvc", "repro", "train")
+        repo = common.project(Path(work), data,
+                              {"data": {"fraction": args.fraction}, "model": model})
+        common.run(repo, "dvc", "repro", "train")
         n_train = len(np.load(repo / "data/prepared/train_y.npy"))
         baseline = {"label_smoothing": 0.0, "start_size": None, "layers": "all"}
         for name, change, *model_change in variants:
-            change_params(repo, {"finetune": merged(baseline, change),
-                                 "model": merged(model, next(iter(model_change), {}))})
-            _, seconds = run(repo, "dvc", "repro", "finetune")
+            common.change_params(repo, {"finetune": merged(baseline, change),
+                                        "model": merged(model, next(iter(model_change), {}))})
+            _, seconds = common.run(repo, "dvc", "repro", "finetune")
             stage = json.loads((repo / "metrics/time/finetune.json").read_text())["seconds"]
             scores = val_scores(repo)
             rows.append((name, seconds, stage, scores))
@@ -149,7 +141,7 @@ def main() -> None:
     print(text)
     section = ("accuracy-levers" + (f"-{dataset}" if args.defaults else "")
                + "".join(f"-{re.sub(r'[^a-z0-9]+', '-', w.lower())}" for w in args.only))
-    write_section(args.out, section, text)
+    common.write_section(args.out, section, text)
 
 
 if __name__ == "__main__":

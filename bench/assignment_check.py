@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import keras
 import numpy as np
 
+from bench.common import script_parser
 from transfer import preprocess_data
 
 TARGET = 0.87
@@ -24,7 +24,7 @@ TARGET = 0.87
 
 def main() -> None:
     """Evaluate models/cifar10.h5 on the preprocessed test set and compare with the paper's."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--keras-datasets", action="store_true",
                         help="test images from keras.datasets.cifar10 (needs the network)")
     args = parser.parse_args()

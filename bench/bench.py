@@ -25,7 +25,6 @@ rewrites its own section of the results file.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -50,6 +49,7 @@ from bench.common import (
     params_of,
     project,
     run,
+    script_parser,
     subset,
     unpacked,
     write_section,
@@ -423,7 +423,7 @@ def engine_markdown(table: list[tuple[str, float, float]], where: str) -> list[s
 
 def main() -> None:
     """Parse the arguments, run the benchmark, print its section and write it atomically."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="generated data, seconds-long")
     size.add_argument("--full", action="store_true", help="the whole dataset")

@@ -7,6 +7,7 @@ figures are under `bench/results/`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -166,3 +167,9 @@ def write_section(path: Path, name: str, text: str) -> None:
         new = (old.rstrip() + "\n\n" if old.strip() else "") + block
     with atomic_path(path) as tmp:
         tmp.write_text(new)
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """A bench script's command line, its module docstring (usage included) as the help."""
+    return argparse.ArgumentParser(description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,7 +10,6 @@ bench.py can interleave it with runs of the stage itself, each in a fresh interp
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import time
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.common import script_parser
 from transfer.data.arrays import SPLITS, load_split
 from transfer.models import engines
 
@@ -68,7 +68,7 @@ def main() -> None:
     """Time one way in this process and print its images/s as JSON."""
     import keras
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("project", type=Path)
     parser.add_argument("way")
     parser.add_argument("--images", type=int, help="how many (default: all)")

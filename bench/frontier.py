@@ -20,7 +20,6 @@ recipe takes about half an hour on 2 CPU cores.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -40,6 +39,7 @@ from bench.common import (
     probabilities,
     project,
     run,
+    script_parser,
     unpacked,
     write_section,
 )
@@ -225,7 +225,7 @@ def markdown(results: list[dict], seconds: float, command: str, picture: str) ->
 
 def main() -> None:
     """Run the recipes one after the other; write the table and the figure."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--recipes", default=",".join(DEFAULT))
     parser.add_argument("--out", type=Path, default=RESULTS / "results.md")

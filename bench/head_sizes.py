@@ -11,12 +11,20 @@ The test set is never scored. Writes the section "head-sizes" of `--out`.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, SHARED_DATA, change_params, project, run, unpacked, write_section
+from bench.common import (
+    RESULTS,
+    SHARED_DATA,
+    change_params,
+    project,
+    run,
+    script_parser,
+    unpacked,
+    write_section,
+)
 from transfer.params.overrides import nested
 from transfer.runtime.devices import device_description
 from transfer.runtime.files import read_json
@@ -24,7 +32,7 @@ from transfer.runtime.files import read_json
 
 def main() -> None:
     """Run each size, print the table and write it into `--out`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 160, 224])

@@ -14,13 +14,13 @@ with Adam at 1e-5. Training stops as soon as an epoch's validation accuracy reac
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import keras
 
+from bench.common import script_parser
 from transfer.models.efficientnet_lite import EfficientNetLite0
 
 
@@ -47,7 +47,7 @@ START = time.perf_counter()
 
 def main() -> None:
     """Run the recipe on DATA_DIR (train/<class>/, test/<class>/) and print the outcome."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("data", type=Path)
     parser.add_argument("--input-size", type=int, default=96)
     parser.add_argument("--head-epochs", type=int, default=10)

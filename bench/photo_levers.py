@@ -12,14 +12,13 @@ not repeated) and prints the table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import change_params, folder_params, params_of, stage, write_params
+from bench.common import change_params, folder_params, params_of, script_parser, stage, write_params
 from transfer.params.overrides import merged
 from transfer.training import recipe
 
@@ -69,28 +68,30 @@ def finetune(work: Path, changes: dict) -> dict:
             "head_val": head["best_val_accuracy"]}
 
 
+def table_row(r: dict, work: Path) -> str:
+    """One run's row: validation accuracy of the head and of the best fine-tuning epoch (the
+    head kept when that is not above it), the curve, the stage's seconds."""
+    folder = work / f"{r['dataset']}-{r['fraction']:g}-{VARIANTS[r['variant']][0]}"
+    val = r.get("val") or len(np.load(folder / "data/prepared/val_y.npy"))
+    epoch = r["best_epoch"] - r["epochs"] + len(r["curve"])
+    cells = [r["dataset"], f"{r['fraction']:.0%}", r["variant"], val, f"{100 * r['head_val']:.1f}%",
+             f"{100 * r['best_val_accuracy']:.1f}% ({epoch}"
+             f"{'' if r['improved'] else ', head kept'})",
+             ", ".join(f"{100 * a:.1f}" for a in r["curve"]), f"{r['seconds']:.0f} s"]
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
 def table(rows: list[dict], work: Path) -> str:
-    """The Markdown table of the runs in `work`: validation accuracy of the head and of the
-    best fine-tuning epoch (the head kept when that is not above it), the curve, the stage's
-    seconds."""
-    lines = ["| data | share | variant | val. images | head | fine-tuned (best epoch) | by epoch "
-             "| `finetune` |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        curve = ", ".join(f"{100 * a:.1f}" for a in r["curve"])
-        folder = work / f"{r['dataset']}-{r['fraction']:g}-{VARIANTS[r['variant']][0]}"
-        r.setdefault("val", len(np.load(folder / "data/prepared/val_y.npy")))
-        kept = "" if r["improved"] else ", head kept"
-        lines.append(f"| {r['dataset']} | {r['fraction']:.0%} | {r['variant']} | {r['val']} | "
-                     f"{100 * r['head_val']:.1f}% | {100 * r['best_val_accuracy']:.1f}% "
-                     f"({r['best_epoch'] - r['epochs'] + len(r['curve'])}{kept}) | {curve} | "
-                     f"{r['seconds']:.0f} s |")
-    return "\n".join(lines)
+    """The Markdown table of the runs in `work`."""
+    header = ["data", "share", "variant", "val. images", "head", "fine-tuned (best epoch)",
+              "by epoch", "`finetune`"]
+    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|",
+                      *(table_row(r, work) for r in rows)])
 
 
 def main() -> None:
     """Run every variant on every dataset and share; print and keep the results."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("work", type=Path)
     parser.add_argument("datasets", type=Path, nargs="+")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])

@@ -13,7 +13,6 @@ Markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, folder_params, stage, write_params
+from bench.common import RESULTS, folder_params, script_parser, stage, write_params
 from transfer.paper.stats import wilson_interval
 
 STAGES = ("fetch", "features", "train", "finetune", "evaluate")
@@ -77,8 +76,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     """Run both recipes at each fraction and write the table."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     parser.add_argument("--out", type=Path)

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, ROOT, write_section
+from bench.common import RESULTS, ROOT, script_parser, write_section
 
 WARMUP = 3
 BASELINE = {"backbone": "EfficientNetLite0", "size": 96, "batch": 128,
@@ -123,7 +123,7 @@ def in_fresh_process(setting: dict, steps: int) -> float:
 
 def main() -> None:
     """Measure every lever, print the table and write it into `--out`."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "tuning.md")
