@@ -256,7 +256,7 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
     from transfer.data.arrays import load_split
     from transfer.models.unfreezing import unfreeze_top
     from transfer.params.whole import load_params
-    from transfer.training import recipe
+    from transfer.training import auto_params
     from transfer.training.activation_cache import on_activations
     from transfer.training.distribute import as_dataset
 
@@ -264,7 +264,7 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
                                                                          "val")
     with contextlib.chdir(repo):
         params = load_params()
-    params = params.model_copy(update={"finetune": recipe.resolved_finetune(
+    params = params.model_copy(update={"finetune": auto_params.resolved_finetune(
         params.finetune, len(train[1]), train[0].shape[1])})  # as the stage resolves `auto`
     seconds, one_device = [], tf.distribute.get_strategy()
     for path in ("activations", "images"):

@@ -42,7 +42,7 @@ from transfer.runtime.paths import (
     TRAIN_LIVE,
 )
 from transfer.runtime.stage import run_stage, seed_everything
-from transfer.training import distribute, progressive_resizing, recipe
+from transfer.training import auto_params, distribute, progressive_resizing, recipe
 from transfer.training.activation_cache import Split, layers_above_stride, on_activations
 from transfer.training.batches import Batches
 from transfer.training.fitting import fit_logged
@@ -163,7 +163,7 @@ def main() -> None:
     """Fine-tune from the saved extractor and head; save the full model of the best epoch."""
     params = load_params(FinetuneStageParams)
     x_train = load_split(PREPARED, "train")[0]
-    p = recipe.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
+    p = auto_params.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
     head_summary = read_json(TRAIN_LIVE / "metrics.json")
@@ -171,7 +171,7 @@ def main() -> None:
     with strategy.scope():
         extractor = keras.models.load_model(EXTRACTOR)
         head = keras.models.load_model(HEAD)
-    p = p.model_copy(update={"layers": recipe.finetune_layers(
+    p = p.model_copy(update={"layers": auto_params.finetune_layers(
         p, x_train.shape[1], functools.partial(layers_above_stride, extractor))})
     record = resolved_record(p, params.finetune, progressive_resizing.input_size(extractor))
     params = params.model_copy(update={"finetune": p})

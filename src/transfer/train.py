@@ -17,7 +17,7 @@ from transfer.params.training import TrainStageParams
 from transfer.runtime.files import atomic_path, read_json
 from transfer.runtime.paths import CLASSES, FEATURES, HEAD, STAGE_TIMES, TRAIN_LIVE
 from transfer.runtime.stage import run_stage, seed_everything
-from transfer.training import distribute, recipe
+from transfer.training import auto_params, distribute
 from transfer.training.fitting import fit_logged
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     """Train the head on features/ and save the best epoch as models/head.keras."""
     params = load_params(TrainStageParams)
     x_train, y_train = load_features("train")
-    p = recipe.resolved_train(params.train, len(y_train))
+    p = auto_params.resolved_train(params.train, len(y_train))
     strategy = distribute.strategy(p.strategy, "train.strategy")
     seed_everything(params.seed)
     classes = read_json(CLASSES)

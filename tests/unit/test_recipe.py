@@ -14,7 +14,7 @@ from PIL import Image
 from transfer import fetch
 from transfer.params.training import AugmentParams, FinetuneParams, TrainParams
 from transfer.runtime.files import read_json
-from transfer.training import recipe
+from transfer.training import auto_params, recipe
 
 PREPARED = Path("data/prepared")
 
@@ -85,7 +85,7 @@ def test_validation_minimum_leaves_half_of_a_small_class_for_training(workdir, t
 def test_small_data_gets_smaller_batches_and_a_lower_rate(n_train, batch, rate):
     """The fine-tuning batch halves (to 16 at least) until an epoch has 50 steps, the learning
     rate follows it linearly; 5 epochs of 670 images are 210 steps, not the 30 of batch 128."""
-    p = recipe.resolved_finetune(FinetuneParams(), n_train, image_side=224)
+    p = auto_params.resolved_finetune(FinetuneParams(), n_train, image_side=224)
     assert (p.batch_size, p.learning_rate) == (batch, pytest.approx(rate))
     if n_train == 670:
         assert p.epochs * -(-n_train // p.batch_size) == 210
@@ -98,19 +98,19 @@ def test_cifar10_keeps_its_tuned_recipe():
     assert recipe.input_size(224, 8) == 32  # the smallest input allowed
     tuned = FinetuneParams(batch_size=128, learning_rate=1e-3,
                            augment=AugmentParams(rotation=0.0, zoom=0.0))
-    assert recipe.resolved_finetune(FinetuneParams(), 45_000, 32) == tuned
+    assert auto_params.resolved_finetune(FinetuneParams(), 45_000, 32) == tuned
     assert tuned.augment.flip_only
 
 
 def test_photos_get_rotation_and_zoom_and_explicit_values_win():
     """Photos: rotation and zoom 0.1; any explicit value is kept as written."""
-    auto = recipe.resolved_finetune(FinetuneParams(), 1_000, 224)
+    auto = auto_params.resolved_finetune(FinetuneParams(), 1_000, 224)
     assert (auto.augment.rotation, auto.augment.zoom) == (0.1, 0.1)
     mine = FinetuneParams(batch_size=32, learning_rate=3e-4,
                           augment=AugmentParams(rotation=0.0, zoom=0.2))
-    assert recipe.resolved_finetune(mine, 1_000, 224) == mine
+    assert auto_params.resolved_finetune(mine, 1_000, 224) == mine
     half = mine.model_copy(update={"learning_rate": "auto"})
-    assert recipe.resolved_finetune(half, 1_000, 224).learning_rate == pytest.approx(2.5e-4)
+    assert auto_params.resolved_finetune(half, 1_000, 224).learning_rate == pytest.approx(2.5e-4)
 
 
 def test_thumbnails_fine_tune_the_base_above_the_cached_stride():
@@ -124,16 +124,16 @@ def test_thumbnails_fine_tune_the_base_above_the_cached_stride():
         asked.append(stride)
         return 78 if stride == 16 else None
 
-    thumbs = recipe.resolved_finetune(FinetuneParams(), 45_000, 32)
-    assert recipe.finetune_layers(thumbs, 32, above) == 78
+    thumbs = auto_params.resolved_finetune(FinetuneParams(), 45_000, 32)
+    assert auto_params.finetune_layers(thumbs, 32, above) == 78
     assert asked == [recipe.CACHED_STRIDE] == [16]
-    photo = recipe.resolved_finetune(FinetuneParams(), 1_000, 224)
-    assert recipe.finetune_layers(photo, 224, above) == "all"
+    photo = auto_params.resolved_finetune(FinetuneParams(), 1_000, 224)
+    assert auto_params.finetune_layers(photo, 224, above) == "all"
     for change in ({"augment": AugmentParams(rotation=0.1, zoom=0.0)}, {"start_size": 64}):
-        assert recipe.finetune_layers(thumbs.model_copy(update=change), 32, above) == "all"
-    assert recipe.finetune_layers(thumbs, 32, lambda stride: None) == "all"
+        assert auto_params.finetune_layers(thumbs.model_copy(update=change), 32, above) == "all"
+    assert auto_params.finetune_layers(thumbs, 32, lambda stride: None) == "all"
     for mine in ("all", 20, 0):
-        assert recipe.finetune_layers(thumbs.model_copy(update={"layers": mine}), 32,
+        assert auto_params.finetune_layers(thumbs.model_copy(update={"layers": mine}), 32,
                                       above) == mine
 
 
@@ -142,8 +142,8 @@ def test_thumbnails_fine_tune_the_base_above_the_cached_stride():
 def test_the_head_gets_enough_steps(n_train, batch):
     """The head's batch halves from 256 (CIFAR-10's) until an epoch has 50 steps, down to 16;
     an explicit batch size wins."""
-    assert recipe.resolved_train(TrainParams(), n_train).batch_size == batch
-    assert recipe.resolved_train(TrainParams(batch_size=64), n_train).batch_size == 64
+    assert auto_params.resolved_train(TrainParams(), n_train).batch_size == batch
+    assert auto_params.resolved_train(TrainParams(batch_size=64), n_train).batch_size == 64
 
 
 def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import keras
-
-if TYPE_CHECKING:
-    from transfer.params.training import TrainParams
 
 CLASSIFIER = "predictions"  # the head's softmax layer, kept float32 under mixed precision
 
 
-def build_head(feature_dim: int, num_classes: int, p: TrainParams) -> keras.Sequential:
+class HeadParams(Protocol):
+    """What the head is built from (`train`'s section has it)."""
+
+    dropout: float
+    hidden_units: int
+
+
+def build_head(feature_dim: int, num_classes: int, p: HeadParams) -> keras.Sequential:
     """Dropout, an optional hidden ReLU layer, and a softmax classifier."""
     layers = [keras.Input((feature_dim,)), keras.layers.Dropout(p.dropout)]
     if p.hidden_units:

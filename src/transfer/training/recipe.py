@@ -3,6 +3,7 @@
 The defaults were tuned on CIFAR-10 (32 px thumbnails, 45,000 training images) and fail on
 photos and on small datasets (bench/results/tuning.md, "Photos"). Each rule below gives CIFAR-10 its
 tuned value and scales to the data; an explicit value in params.yaml always wins.
+`transfer.training.auto_params` applies these rules to the `train` and `finetune` params.
 
 - Input size: photos at the size the backbone was trained on; thumbnails upscaled THUMBNAIL_SCALE
   times (CIFAR-10's 32 px -> 128 px, chosen on validation), never above the native size.
@@ -17,12 +18,6 @@ tuned value and scales to the data; an explicit value in params.yaml always wins
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from transfer.params.training import FinetuneParams, TrainParams
 
 THUMBNAIL_SCALE, MIN_INPUT = 4, 32
 THUMBNAIL_MAX = 64  # stored sides up to this are thumbnails, larger ones photos
@@ -63,34 +58,3 @@ def learning_rate(batch: int) -> float:
 def augment_factor(image_side: int) -> float:
     """Random rotation and zoom for fine-tuning: PHOTO_AUGMENT for photos, none for thumbnails."""
     return PHOTO_AUGMENT if is_photo(image_side) else 0.0
-
-
-def resolved_train(p: TrainParams, n_train: int) -> TrainParams:
-    """`p` with an `auto` batch size replaced by the rule's for `n_train` training images."""
-    return p if p.batch_size != "auto" else p.model_copy(
-        update={"batch_size": batch_size(n_train, HEAD_BATCH)})
-
-
-def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> FinetuneParams:
-    """`p` with each `auto` replaced by the rule's value for `n_train` training images stored
-    at `image_side` pixels."""
-    batch = batch_size(n_train) if p.batch_size == "auto" else p.batch_size
-    factor = augment_factor(image_side)
-    augment = p.augment.model_copy(update={
-        name: factor for name in ("rotation", "zoom") if getattr(p.augment, name) == "auto"})
-    return p.model_copy(update={
-        "batch_size": batch, "augment": augment,
-        "learning_rate": learning_rate(batch) if p.learning_rate == "auto" else p.learning_rate})
-
-
-def finetune_layers(p: FinetuneParams, image_side: int,
-                    layers_above_stride: Callable[[int], int | None]) -> int | str:
-    """`p.layers`, or for `auto`: on thumbnails whose augmentation the activation cache can
-    serve (flips only, one input size), `layers_above_stride(CACHED_STRIDE)` (the base's layers
-    above its smallest activation at that stride, `transfer.training.activation_cache`); else
-    (photos, and bases without that stride) all of them."""
-    if p.layers != "auto":
-        return p.layers
-    cacheable = p.cacheable and not is_photo(image_side)
-    layers = layers_above_stride(CACHED_STRIDE) if cacheable else None
-    return "all" if layers is None else layers
