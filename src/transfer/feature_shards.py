@@ -27,7 +27,7 @@ from transfer.params.fields import load_params
 from transfer.params.model import FeaturesStageParams
 from transfer.runtime.errors import UserError
 from transfer.runtime.files import atomic_path, read_json, write_json
-from transfer.runtime.paths import EXTRACTOR, FEATURES, PREPARED, SHARDS
+from transfer.runtime.paths import EXTRACTOR, FEATURES, PREPARED, SHARDS, STAGE_TIMES
 from transfer.runtime.stage import run_stage
 
 RECORD = "shard.json"
@@ -120,4 +120,5 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(lambda: main(arguments(sys.argv[1:])))  # a shard's time is in its own record
+    ARGS = arguments(sys.argv[1:])  # a shard's time is in its record; the merge's is the stage's
+    run_stage(lambda: main(ARGS), None if ARGS.shard else STAGE_TIMES / "features.json")

@@ -293,7 +293,7 @@ def test_pdf_is_the_paper_typeset(project):
     """paper.pdf (Typst) is a PDF whose text holds the title, every section heading, every
     heading of the Markdown paper and the abstract's accuracies as the metrics files give
     them, with every figure of the paper embedded as an image. (Two renders giving the same
-    bytes: tests/test_report.py.)"""
+    bytes: tests/unit/test_report.py.)"""
     from pypdf import PdfReader
 
     report = project.repo / "report"

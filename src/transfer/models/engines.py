@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import keras
 
 # OpenVINO's outputs differ from Keras's by at most this share of Keras's largest |output|
-# (tests/test_engines.py; measured: about 5e-6 with EfficientNetLite0's ImageNet weights).
+# (tests/e2e/test_engines.py; measured: about 5e-6 with EfficientNetLite0's ImageNet weights).
 TOLERANCE = 1e-4
 # Converting costs about 5 s (EfficientNetLite0) to 9 s (EfficientNetB0 at 224 px); OpenVINO
 # saves about 1 ms (Lite0, 96 px) to 5 ms (B0, 224 px) an image on this project's 2-core CPU:

