@@ -51,6 +51,14 @@ def make_image_folder(root: Path, classes: list[str], n_train: int, n_test: int,
     return root
 
 
+def moved(image: np.ndarray, dy: int, dx: int, brighter: int) -> np.ndarray:
+    """`image` moved by (dy, dx) (the edge repeated into the gap) and brightened."""
+    side = image.shape[0]
+    padded = np.pad(image, ((abs(dy),) * 2, (abs(dx),) * 2, (0, 0)), mode="edge")
+    out = padded[abs(dy) - dy:abs(dy) - dy + side, abs(dx) - dx:abs(dx) - dx + side]
+    return np.clip(out.astype(int) + brighter, 0, 255).astype(np.uint8)
+
+
 def write_params(workdir: Path, **sections: dict) -> Path:
     """Write params.yaml in `workdir`: the project's own, with `sections` merged over it."""
     params = merged(yaml.safe_load((ROOT / "params.yaml").read_text()), sections)

@@ -1,12 +1,16 @@
-"""Stage `evaluate`: score the head-only and the fine-tuned model on the test set; export.
+"""Stage `evaluate`: score the head-only and the fine-tuned model on the test set; calibrate;
+map where the model looks; export.
 
 The exported model takes raw images in 0-255 (Resizing, backbone preprocessing, base, head;
 with `evaluate.flip`, the probabilities averaged over each image and its mirror image, see
-`transfer.models.flip_average`), is compiled, and saved as `models/model.keras` and
-`models/cifar10.h5`. The fine-tuned model's test-set pass runs on `evaluate.engine`
-(`transfer.models.engines`). Writes
-`metrics/evaluate.json` and `eval/predictions.csv` (one row per test image; `dvc plots`
-draws the confusion matrix from its `actual` and `predicted` columns).
+`transfer.models.flip_average`; with `evaluate.calibrate`, tempered by the temperature fitted
+on the validation split, see `transfer.models.calibration`), is compiled, and saved as
+`models/model.keras` and `models/cifar10.h5`. The fine-tuned model's passes over the
+validation and test images run on `evaluate.engine` (`transfer.models.engines`). Writes
+`metrics/evaluate.json` (scores, and each model's temperature with its calibration error and
+NLL on the test set before and after it), `eval/predictions.csv` (one row per test image;
+`dvc plots` draws the confusion matrix from its `actual` and `predicted` columns) and
+`eval/class_maps.npz` (Grad-CAM maps of `evaluate.maps` right and as many wrong test images).
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ import keras
 import numpy as np
 
 from transfer.data.arrays import load_split
-from transfer.models import engines
+from transfer.models import calibration, engines
 from transfer.models import flip_average as test_time
+from transfer.models.class_maps import grad_cam
 from transfer.models.saving import save_model
+from transfer.models.temperature import temperature_scaled
 from transfer.params.evaluation import EvaluateStageParams
 from transfer.params.fields import load_params
 from transfer.runtime.files import atomic_path, read_json, write_json
 from transfer.runtime.paths import (
+    CLASS_MAPS,
     CLASSES,
     EVALUATION,
     EXPORTS,
@@ -58,15 +65,42 @@ def scores(probs: np.ndarray, labels: np.ndarray, classes: list[str], top_k: int
 
 
 def write_predictions(path: Path, classes: list[str], labels: np.ndarray,
-                      finetuned: np.ndarray, head: np.ndarray) -> None:
-    """One CSV row per test image: true class, both models' predictions and confidences."""
+                      finetuned: np.ndarray, head: np.ndarray, temperatures: dict) -> None:
+    """One CSV row per test image: true class, both models' predictions, confidences, and
+    confidences after temperature scaling."""
+    tuned_t, head_t = (calibration.tempered(probs, temperatures[name]).max(axis=1)
+                       for probs, name in ((finetuned, "finetuned"), (head, "head")))
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["index", "actual", "predicted", "confidence",
-                         "head_predicted", "head_confidence"])
+        writer.writerow(["index", "actual", "predicted", "confidence", "calibrated_confidence",
+                         "head_predicted", "head_confidence", "head_calibrated_confidence"])
         for i, (y, pf, ph) in enumerate(zip(labels, finetuned, head)):
             writer.writerow([i, classes[y], classes[pf.argmax()], f"{pf.max():.6f}",
-                             classes[ph.argmax()], f"{ph.max():.6f}"])
+                             f"{tuned_t[i]:.6f}", classes[ph.argmax()], f"{ph.max():.6f}",
+                             f"{head_t[i]:.6f}"])
+
+
+def chosen_for_maps(probs: np.ndarray, labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Test images to map: `count` right ones drawn with `seed`, then the `count` most confident
+    mistakes."""
+    predicted = probs.argmax(axis=1)
+    right = np.flatnonzero(predicted == labels)
+    wrong = np.flatnonzero(predicted != labels)
+    drawn = np.sort(np.random.default_rng(seed).choice(right, min(count, len(right)),
+                                                       replace=False))
+    sure = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:count]
+    return np.concatenate([drawn, sure]).astype(np.int64)
+
+
+def write_class_maps(model: keras.Model, images: np.ndarray, probs: np.ndarray,
+                     labels: np.ndarray, count: int, seed: int) -> None:
+    """Grad-CAM maps of the predicted class for the images `chosen_for_maps` picks."""
+    index = chosen_for_maps(probs, labels, count, seed)
+    predicted = probs[index].argmax(axis=1)
+    maps = grad_cam(model, np.asarray(images[index], dtype=np.float32), predicted) if len(
+        index) else np.zeros((0, 1, 1), dtype=np.float32)
+    with atomic_path(CLASS_MAPS) as tmp, tmp.open("wb") as f:
+        np.savez(f, index=index, predicted=predicted, maps=maps.astype(np.float32))
 
 
 def main() -> None:
@@ -74,29 +108,42 @@ def main() -> None:
     params = load_params(EvaluateStageParams)
     p = params.evaluate
     classes = read_json(CLASSES)
-    x_test, y_test = load_split(PREPARED, "test")
-    model = keras.models.load_model(FINETUNED)
-    if p.flip:
-        model = test_time.flip_averaged(model)
+    (x_val, y_val), (x_test, y_test) = (load_split(PREPARED, s) for s in ("val", "test"))
+    tuned = keras.models.load_model(FINETUNED)
+    model = test_time.flip_averaged(tuned) if p.flip else tuned
+    engine = engines.choose(p.engine, len(y_val) + len(y_test))
+    run = engines.runner(model, engine)
+    finetuned = {}
+    for split, x in (("val", x_val), ("test", x_test)):
+        finetuned[split] = np.zeros((len(x), len(classes)), dtype=np.float32)
+        engines.predict_batches(run, x, p.batch_size, finetuned[split], desc=split)
+    head_model = keras.models.load_model(HEAD)
+    head = {split: head_model.predict(np.load(FEATURES / f"{split}_x.npy").astype(np.float32),
+                                      batch_size=1024, verbose=0) for split in ("val", "test")}
+    calibrated = {name: calibration.summary(probs["val"], y_val, probs["test"], y_test)
+                  for name, probs in (("head", head), ("finetuned", finetuned))}
+    temperature = calibrated["finetuned"]["temperature"]
+    exported = temperature_scaled(tuned, temperature, p.flip) if p.calibrate else model
     # Compiled so that `load_model(...).evaluate(...)` works as it is (the assignment's check).
     # Plain SGD keeps no per-weight state: what is saved is what loading builds, so loading
     # warns of no skipped optimizer variables (Adam's, never built here, would be).
-    model.compile(optimizer=keras.optimizers.SGD(), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
-    finetuned = np.zeros((len(y_test), len(classes)), dtype=np.float32)
-    engine = engines.choose(p.engine, len(y_test))
-    engines.predict_batches(engines.runner(model, engine), x_test, p.batch_size, finetuned,
-                            desc="test")
-    head = keras.models.load_model(HEAD).predict(
-        np.load(FEATURES / "test_x.npy").astype(np.float32), batch_size=1024, verbose=0)
+    exported.compile(optimizer=keras.optimizers.SGD(), loss="categorical_crossentropy",
+                     metrics=["accuracy"])
     for path in EXPORTS:
-        save_model(model, path)
-    write_predictions(PREDICTIONS, classes, y_test, finetuned, head)
-    metrics = {"head": scores(head, y_test, classes, p.top_k),
-               "finetuned": {**scores(finetuned, y_test, classes, p.top_k), "engine": engine}}
+        save_model(exported, path)
+    write_predictions(PREDICTIONS, classes, y_test, finetuned["test"], head["test"],
+                      {name: c["temperature"] for name, c in calibrated.items()})
+    write_class_maps(tuned, x_test, finetuned["test"], y_test, p.maps, params.seed)
+    metrics = {"head": {**scores(head["test"], y_test, classes, p.top_k),
+                        "calibration": calibrated["head"]},
+               "finetuned": {**scores(finetuned["test"], y_test, classes, p.top_k),
+                             "engine": engine, "calibration": calibrated["finetuned"],
+                             "exported_calibrated": p.calibrate}}
     write_json(EVALUATION, metrics)
     print(f"evaluate: test accuracy head-only {metrics['head']['accuracy']:.4f}, "
-          f"fine-tuned {metrics['finetuned']['accuracy']:.4f} on {len(y_test)} images")
+          f"fine-tuned {metrics['finetuned']['accuracy']:.4f} on {len(y_test)} images; "
+          f"temperature {temperature:.3f}, calibration error {calibrated['finetuned']['ece']:.4f}"
+          f" -> {calibrated['finetuned']['ece_calibrated']:.4f}")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,12 @@ import yaml
 from transfer.data import cifar10
 from transfer.data.arrays import SPLITS, load_split
 from transfer.paper import charts, publish, typeset
+from transfer.paper.checks import checks_section
 from transfer.paper.comparison import study_section
 from transfer.paper.experiments import (
     Experiment,
     compared_runs,
     experiment_log,
-    flatten,
     format_value,
     raw_params,
     run_params,
@@ -67,7 +67,14 @@ from transfer.runtime.paths import (
 from transfer.runtime.stage import run_stage
 
 LIBRARIES = ("tensorflow", "keras", "numpy", "dvc", "dvclive", "matplotlib", "openvino")
-HYPERPARAMETERS = ("seed", "data.", "model.", "features.", "train.", "finetune.")
+USED = {  # the params Methods lists, with the values the run used (`auto` resolved)
+    "data": ("fraction", "val_split", "image_size", "resize"),
+    "model": ("backbone", "weights", "input_size", "cut_layer"),
+    "train": ("epochs", "batch_size", "learning_rate", "dropout", "hidden_units", "patience"),
+    "finetune": ("layers", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
+                 "label_smoothing", "start_size", "augment"),
+    "evaluate": ("flip", "calibrate"),
+    "audit": ("candidates", "max_shift", "min_correlation", "min_cosine")}
 EXPERIMENTS_FIGURE = "experiments.png"
 
 
@@ -170,6 +177,21 @@ def as_run(params: Params, prepared: dict, head: dict, finetuned: dict) -> Param
                 update=finetuned.get("augment", {}))})})
 
 
+def parameters_table(run: Params, prepared: dict) -> Table:
+    """One row per section: the values this run used, `auto` resolved, unset ones left out."""
+    rows = [["seed", str(run.seed)]]
+    for section, keys in USED.items():
+        values = getattr(run, section)
+        shown = {key: getattr(values, key) for key in keys}
+        shown = {**shown, **({"image_size": prepared["image_size"]} if section == "data" else {}),
+                 **({"augment": augmentation(run)} if section == "finetune" else {})}
+        rows.append([section, ", ".join(f"{key} {format_value(value)}"
+                                        for key, value in shown.items() if value is not None)])
+    return Table("The values this run used: the params that shape the result, each `auto` "
+                 "resolved (the full `params.yaml` is in Appendix A).", ["section", "values"],
+                 rows, "table-parameters.png")
+
+
 def augmentation(params: Params) -> str:
     """The fine-tuning augmentation in words."""
     a = params.finetune.augment
@@ -223,7 +245,10 @@ def test_figures(params: Params, classes: list[str], predictions: list[dict],
         matrix[index[r["actual"]], index[r["predicted"]]] += 1
     pairs = Counter((r["actual"], r["predicted"]) for r in predictions
                     if r["actual"] != r["predicted"])
-    return {"examples": len(shown), "misclassified": bool(wrong),
+    sure = [float(predictions[i]["confidence"]) for i in wrong]
+    return {"examples": len(shown), "examples_right": sum(ok[i] for i in shown),
+            "misclassified": bool(wrong), "mistakes_shown": len(wrong),
+            "mistake_confidence": (min(sure), max(sure)) if sure else (0.0, 0.0),
             "confused": sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:5],
             "test_figures": {"ok": ok, "shown": shown, "wrong": wrong, "matrix": matrix}}
 
@@ -262,14 +287,10 @@ def curves() -> dict:
 
 def tables(values: dict, predictions: list[dict]) -> dict[str, Table]:
     """The paper's tables (each also drawn as a picture, for the Medium variant)."""
-    raw = values["raw_params"]
     results, k, counts = values["results"], values["top_k"], values["counts"]
     actual = Counter(r["actual"] for r in predictions)
     found = {
-        "hyperparameters": Table(
-            "Hyper-parameters of this run (`params.yaml`).", ["parameter", "value"],
-            [[key, f"`{format_value(v)}`"] for key, v in flatten(raw).items()
-             if key.startswith(HYPERPARAMETERS)], "table-hyperparameters.png"),
+        "parameters": parameters_table(values["p"], values["prepared"]),
         "results": Table(
             f"Test-set results ({counts['test']:,} images) of the head alone and of the "
             f"fine-tuned model. The interval is Wilson's 95% score interval.",
@@ -289,9 +310,12 @@ def tables(values: dict, predictions: list[dict]) -> dict[str, Table]:
     if len(values["experiments"]) > 1:  # else nothing to compare
         found["experiments"], values["experiments_axis"], values["draw_experiments"] = \
             experiments_table(values["experiments"])
+        tested = [e.metric("test_acc") for e in values["experiments"]]
+        values["experiments_range"] = (min(t for t in tested if t is not None),
+                                       max(t for t in tested if t is not None))
     if values["study"]:
         found["study"] = values["study"]["table"]
-    return found
+    return found | values["check_tables"]
 
 
 def draw_figures(values: dict, predictions: list[dict], figures: Path) -> None:
@@ -299,7 +323,8 @@ def draw_figures(values: dict, predictions: list[dict], figures: Path) -> None:
     charts.learning_curves(values["phases"], None if values["skipped"] else
                            values["head_live"]["epochs"], figures / "learning-curves.png")
     draw_test_figures(values, predictions, figures)
-    for draw in (values.get("draw_experiments"), values["study"] and values["study"]["draw"]):
+    for draw in (values.get("draw_experiments"), values["study"] and values["study"]["draw"],
+                 values["draw_checks"]):
         if draw:
             draw(figures)
     for table in values["tables"].values():
@@ -353,6 +378,7 @@ def context(params: Params, predictions: list[dict]) -> dict:
         **evaluation(params, classes, predictions), **curves(),
     }
     values.update(test_figures(params, classes, predictions, values["results"]))
+    values.update(checks_section(values["results"], predictions, classes))
     values["tables"] = tables(values, predictions)
     values["date"] = params.report.date or values["commit_date"]
     return values

@@ -26,7 +26,7 @@ from PIL import Image
 from transfer.paper.stats import wilson_interval
 
 pytestmark = pytest.mark.slow
-STAGES = ("fetch", "features", "train", "finetune", "evaluate", "summary", "report")
+STAGES = ("fetch", "features", "audit", "train", "finetune", "evaluate", "summary", "report")
 SECTIONS = ("Abstract", "Introduction", "Materials and Methods", "Results", "Discussion",
             "Literature Cited", "Appendix")
 
@@ -355,7 +355,7 @@ def test_medium_variant_shows_tables_as_images(project):
     """No Markdown table in the Medium variant: each table is a picture instead."""
     medium = (project.repo / "report/medium.md").read_text()
     assert not re.search(r"^\s*\|.*\|\s*$", medium, flags=re.M)
-    assert "![Table 1](figures/table-hyperparameters.png)" in medium
+    assert "![Table 1](figures/table-parameters.png)" in medium
     assert re.search(r"^\| model \| test accuracy", (project.repo / "report/paper.md")
                      .read_text(), flags=re.M)
 

@@ -149,15 +149,15 @@ def test_the_head_gets_enough_steps(n_train, batch):
 def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):
     """A run with the recipe's params left `auto` (16 px images, an input THUMBNAIL_SCALE times
     that) writes the input size, the batch sizes, the learning rate, the fine-tuned layers and
-    the validation minimum it used into Methods, and its hyper-parameter table shows `auto` as
-    params.yaml says."""
+    the validation minimum it used into Methods; its table of the values used shows what each
+    `auto` became, and the appendix's params.yaml shows `auto` as written."""
     params = tiny_params(tiny_folder, data={"val_min": 4}, model={"input_size": "auto"},
                          train={"batch_size": "auto"},
                          finetune={"layers": "auto", "batch_size": "auto",
                                    "learning_rate": "auto"})
     write_params(workdir, **params)
     shutil.copytree(ROOT / "report/templates", workdir / "report/templates")
-    run_stages("fetch", "features", "train", "finetune", "evaluate", "report")
+    run_stages("fetch", "features", "audit", "train", "finetune", "evaluate", "report")
     paper = (workdir / "report/paper.md").read_text()
     methods = paper.split("## Materials and Methods")[1].split("## Results")[0]
     size = 16 * recipe.THUMBNAIL_SCALE
@@ -168,7 +168,10 @@ def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):
     assert "batch size 16, which with the peak learning rate follows the recipe's rule" in methods
     assert "rose linearly from 0 to 0.000125" in methods
     assert "(learning rate 0.001, batch size 16)" in methods  # the head
-    assert "| model.input_size | `auto` |" in paper
+    table = methods.split("*Table 1.")[1].split("###")[0]
+    assert "auto" not in table.split("\n\n", 1)[1] and f"input_size {size}" in table
+    assert "| finetune | layers 64, epochs 1, batch_size 16, learning_rate 0.000125," in table
+    assert "  input_size: auto" in paper.split("### A. Parameters")[1]
     # MobileNetV2: 64 layers above its smallest activation at stride 16
     assert "The top 64 layers of the base, except BatchNormalization layers, were" in methods
     assert "the base's smallest activation at stride 16" in methods

@@ -76,7 +76,7 @@ def skipped_run(tmp_path_factory, tiny_folder) -> Path:
     with contextlib.chdir(root):
         write_params(root, **tiny_params(tiny_folder, finetune={"layers": 0},
                                          report={"author": "Ada Lovelace", "date": "1843"}))
-        run_stages("fetch", "features", "train", "finetune", "evaluate")
+        run_stages("fetch", "features", "audit", "train", "finetune", "evaluate")
     shutil.copytree(ROOT / "report/templates", root / "report/templates")
     return root
 

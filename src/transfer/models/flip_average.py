@@ -22,10 +22,10 @@ def mirror(height: int, width: int, channels: int) -> keras.Sequential:
     return stack
 
 
-def flip_averaged(model: keras.Model) -> keras.Model:
-    """`model` whose output is the mean of its outputs on the images and on their mirrors.
+def branches(model: keras.Model) -> tuple[keras.KerasTensor, ...]:
+    """A new image input, and `model`'s output on it and on its mirror.
 
-    One flat model whose layers run on both branches (a nested model's weights do not survive
+    One flat graph whose layers run on both branches (a nested model's weights do not survive
     `.h5`): two clones of `model`'s graph on the same input share its layers; the second's
     first layer is a copy of `model`'s behind the mirror (a shared layer nested in it would
     not survive `.keras`)."""
@@ -42,5 +42,11 @@ def flip_averaged(model: keras.Model) -> keras.Model:
         return keras.models.clone_model(model, input_tensors=image, clone_function=lambda layer: (
             behind_mirror if mirrored and layer is first else layer)).output
 
-    probs = keras.layers.Average(name="flip_average")([branch(False), branch(True)])
+    return image, branch(False), branch(True)
+
+
+def flip_averaged(model: keras.Model) -> keras.Model:
+    """`model` whose output is the mean of its outputs on the images and on their mirrors."""
+    image, plain, mirrored = branches(model)
+    probs = keras.layers.Average(name="flip_average")([plain, mirrored])
     return keras.Model(image, probs, name=f"{model.name}_flip_averaged")

@@ -192,3 +192,60 @@ def predictions(images: Sequence[np.ndarray], names: Sequence[str], top: Sequenc
             bars_ax.text(min(p + 0.02, 0.85), y, f"{p:.1%}", va="center", fontsize=8)
     fig.tight_layout()
     save(fig, path)
+
+
+def image_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray]], titles: Sequence[tuple[str, str]],
+                path: Path, columns: int = 4) -> None:
+    """Pairs of images side by side (a test image and its closest other image), titled."""
+    rows = -(-len(pairs) // columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2 * columns * 1.3, rows * 1.6),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, ((left, right), (first, second)) in enumerate(zip(pairs, titles)):
+        for ax, image, title in ((axes.flat[2 * k], left, first),
+                                 (axes.flat[2 * k + 1], right, second)):
+            ax.imshow(image, interpolation="nearest")
+            ax.set_title(title, fontsize=7)
+    fig.tight_layout(pad=0.3)
+    save(fig, path)
+
+
+def reliability(panels: dict[str, dict[str, tuple[np.ndarray, ...]]], path: Path) -> None:
+    """Reliability diagrams: per confidence bin, accuracy against mean confidence, one panel
+    per model, before and after temperature scaling; `panels` maps a model's name to
+    {"before" | "after": (count, accuracy, confidence)} per bin."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    for ax, (name, curves) in zip(axes.flat, panels.items()):
+        ax.plot([0, 1], [0, 1], ":", color="black", linewidth=0.8, label="perfect calibration")
+        for (when, (count, accuracy, confidence)), color in zip(curves.items(),
+                                                                (HEAD, FINETUNED)):
+            used = count > 0
+            ax.plot(confidence[used], accuracy[used], marker="o", markersize=3, color=color,
+                    label=f"{when} temperature scaling")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("confidence (mean of the bin)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    save(fig, path)
+
+
+def class_maps(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
+               correct: Sequence[bool], path: Path, columns: int = 6) -> None:
+    """Each image with its class-activation map laid over it (stretched to the image)."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, heat, title, ok in zip(axes.flat, images, maps, titles, correct):
+        side = image.shape[0]
+        ax.imshow(image, interpolation="nearest")
+        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear",
+                  extent=(-0.5, side - 0.5, side - 0.5, -0.5))
+        ax.set_title(title, fontsize=8, color=CORRECT if ok else WRONG)
+    fig.tight_layout(pad=0.3)
+    save(fig, path)

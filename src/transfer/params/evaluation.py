@@ -1,4 +1,4 @@
-"""The `evaluate` section: scoring the exported model on the test set."""
+"""The `evaluate` section: scoring on the test set, calibration, class maps, the export."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class EvaluateParams(Section):
     top_k: StrictInt = rule(3, "an integer >= 1", ge=1)
     engine: Literal[ENGINES] = rule("auto", " | ".join(ENGINES))
     flip: StrictBool = True
+    calibrate: StrictBool = True
+    maps: StrictInt = rule(6, "an integer in [0, 24]", ge=0, le=24)
 
 
 class EvaluateStageParams(StageParams):

@@ -35,7 +35,8 @@ RESIZE_MODES = ("crop", "squash")  # how a non-square image becomes a square (da
 FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
 AUTO = "'auto' (transfer.training.recipe) or "
 KEYS = {  # every mapping's keys, so that each stage refuses a misspelt one before any work
-    "": ("seed", "data", "model", "features", "train", "finetune", "evaluate", "report"),
+    "": ("seed", "data", "model", "features", "audit", "train", "finetune", "evaluate",
+         "report"),
     "data": ("source", "path", "name", "test_folder", "test_split", "image_size",
                          "resize", "fraction", "val_split", "val_min", "skip_corrupt"),
     "model": ("backbone", "input_size", "weights", "cut_layer"),
@@ -46,7 +47,8 @@ KEYS = {  # every mapping's keys, so that each stage refuses a misspelt one befo
                  "label_smoothing", "start_size", "precision", "jit_compile", "strategy",
                  "augment"),
     "finetune.augment": ("flip", "rotation", "zoom", "translation"),
-    "evaluate": ("batch_size", "top_k", "engine", "flip"),
+    "audit": ("candidates", "max_shift", "min_correlation", "min_cosine"),
+    "evaluate": ("batch_size", "top_k", "engine", "flip", "calibrate", "maps"),
     "report": ("title", "author", "affiliation", "date", "target_accuracy", "examples",
                "description", "tags", "site_url", "cover_image")}
 

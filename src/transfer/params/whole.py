@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transfer.params.audit import AuditParams
 from transfer.params.data import DataParams
 from transfer.params.evaluation import EvaluateParams
 from transfer.params.features import FeaturesParams
@@ -22,6 +23,7 @@ class Params(StageParams):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     features: FeaturesParams = FeaturesParams()
+    audit: AuditParams = AuditParams()
     train: TrainParams = TrainParams()
     finetune: FinetuneParams = FinetuneParams()
     evaluate: EvaluateParams = EvaluateParams()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 STAGE_TIMES = Path("metrics/time")  # <stage>.json: the stage's wall seconds and peak memory
-RUN_STAGES = ("fetch", "features", "train", "finetune", "evaluate")  # a run's wall time
+RUN_STAGES = ("fetch", "features", "audit", "train", "finetune", "evaluate")  # a run's wall time
 STUDY = Path("study")  # runs.yaml: the study's runs (transfer.study); results.json: their results
 STUDY_RUNS = STUDY / "runs.yaml"
 STUDY_RESULTS = STUDY / "results.json"
@@ -23,6 +23,10 @@ EXTRACTOR = Path("models/extractor.keras")
 FEATURES_METRICS = Path("metrics/features.json")
 SHARDS = Path("shards/features")  # `feature_shards --shard I/N` outputs, git-ignored
 
+# audit
+NEAR_COPIES = Path("eval/near_copies.csv")  # per test image: its closest train/val and test image
+AUDIT = Path("metrics/audit.json")
+
 # train
 HEAD = Path("models/head.keras")
 TRAIN_LIVE = Path("dvclive/train")
@@ -35,6 +39,7 @@ FINETUNE_LIVE = Path("dvclive/finetune")
 EXPORTS = (Path("models/model.keras"), Path("models/cifar10.h5"))
 EVALUATION = Path("metrics/evaluate.json")
 PREDICTIONS = Path("eval/predictions.csv")
+CLASS_MAPS = Path("eval/class_maps.npz")  # Grad-CAM maps of a sample of test images
 
 # summary
 SUMMARY = Path("metrics/summary.json")  # the headline numbers: dvc.yaml's only metrics file
