@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import keras
@@ -65,6 +66,13 @@ def load_classifier(model_path: Path, classes_path: Path) -> tuple[keras.Model, 
     return model, classes
 
 
+def temperature(model: keras.Model) -> float | None:
+    """The temperature the exported model scales its probabilities by (`evaluate.calibrate`),
+    or None when it has none."""
+    names = {layer.name: layer for layer in model.layers}
+    return 1 / names["temperature"].scale if "temperature" in names else None
+
+
 def ranked(probs: np.ndarray, classes: list[str], top: int) -> list[Ranked]:
     """The `top` most probable classes of each row of `probs`, best first."""
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
@@ -108,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--top {args.top} is not allowed: an integer >= 1")
     paths = image_paths(args.target)
     model, classes = load_classifier(args.model, args.classes)
+    t = temperature(model)
+    print("predict: probabilities " + ("uncalibrated" if t is None else
+          f"calibrated (temperature {t:.2f}, fitted on the validation split)"), file=sys.stderr)
     described = args.classes.parent / DATASET.name
     resize = args.resize or (read_json(described)["resize"] if described.exists() else "crop")
     size, best, shown = model.input_shape[1], [], []

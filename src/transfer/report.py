@@ -188,7 +188,7 @@ def parameters_table(run: Params, prepared: dict) -> Table:
         rows.append([section, ", ".join(f"{key} {format_value(value)}"
                                         for key, value in shown.items() if value is not None)])
     return Table("The values this run used: the params that shape the result, each `auto` "
-                 "resolved (the full `params.yaml` is in Appendix A).", ["section", "values"],
+                 "resolved (the full `params.yaml` closes the paper).", ["section", "values"],
                  rows, "table-parameters.png")
 
 

@@ -17,6 +17,7 @@ import yaml
 from conftest import hand_built_features, run_stages, tiny_params, write_params
 
 from transfer import preprocess_data
+from transfer.models.calibration import tempered
 from transfer.models.saving import save_model
 from transfer.runtime.files import read_json
 
@@ -39,19 +40,21 @@ def fine_tuned(tmp_path_factory, cifar_like_folder) -> Path:
     return root
 
 
-def evaluated(run: Path, workdir: Path, flip: bool) -> None:
-    """`run` copied into `workdir`, then its `evaluate` stage with `evaluate.flip = flip`."""
+def evaluated(run: Path, workdir: Path, flip: bool, calibrate: bool) -> None:
+    """`run` copied into `workdir`, then its `evaluate` stage with `evaluate.flip` and
+    `evaluate.calibrate` as given."""
     shutil.copytree(run, workdir, dirs_exist_ok=True)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["evaluate"]["flip"] = flip
+    params["evaluate"].update(flip=flip, calibrate=calibrate)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_stages("evaluate")
 
 
 def test_h5_round_trip_and_consistency(workdir, fine_tuned):
-    """cifar10.h5 evaluates like the pipeline's metrics; its base matches the cached features
-    and a hand-built `base(preprocess_input(resize(x)))`."""
-    evaluated(fine_tuned, workdir, flip=False)  # the base is then one path (flips: below)
+    """cifar10.h5, tempered, evaluates like the pipeline's metrics (its loss is the calibrated
+    NLL); its base matches the cached features and a hand-built
+    `base(preprocess_input(resize(x)))`."""
+    evaluated(fine_tuned, workdir, flip=False, calibrate=True)  # one path (flips: below)
     x_test, y_test = np.load("data/prepared/test_x.npy"), np.load("data/prepared/test_y.npy")
 
     X_p, Y_p = preprocess_data(x_test, y_test)
@@ -59,7 +62,8 @@ def test_h5_round_trip_and_consistency(workdir, fine_tuned):
     loss, accuracy = model.evaluate(X_p, Y_p, batch_size=128, verbose=0)
     metrics = read_json("metrics/evaluate.json")["finetuned"]
     assert accuracy == pytest.approx(metrics["accuracy"])
-    assert loss == pytest.approx(metrics["loss"], rel=1e-4)
+    assert loss == pytest.approx(metrics["calibration"]["nll_calibrated"], rel=1e-4)
+    assert metrics["calibration"]["temperature"] != pytest.approx(1.0, abs=1e-3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         native = keras.models.load_model("models/model.keras")
@@ -67,7 +71,7 @@ def test_h5_round_trip_and_consistency(workdir, fine_tuned):
     np.testing.assert_allclose(model.predict(X_p, verbose=0), native.predict(X_p, verbose=0),
                                rtol=1e-5, atol=1e-6)
 
-    base = keras.Model(model.input, model.get_layer("head").input)
+    base = keras.Model(model.input, model.get_layer("head_logits").input)
     exported = base.predict(X_p, verbose=0)
     assert exported.std() > 1e-4, "degenerate features: the comparison would prove nothing"
     np.testing.assert_allclose(exported, hand_built_features(model, BACKBONE, 40, x_test),
@@ -87,7 +91,8 @@ def test_h5_without_finetuning_serves_the_cached_features(workdir, cifar_like_fo
     plain Python with only Keras (no custom objects) loads and runs cifar10.h5."""
     write_params(workdir, **tiny_params(cifar_like_folder, data={"image_size": 32},
                                         model={"backbone": "ResNet50", "input_size": 40},
-                                        finetune={"layers": 0}, evaluate={"flip": False}))
+                                        finetune={"layers": 0},
+                                        evaluate={"flip": False, "calibrate": False}))
     run_stages("fetch", "features", "train", "finetune", "evaluate")
     x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
                                      np.load("data/prepared/test_y.npy"))
@@ -104,8 +109,9 @@ def test_h5_without_finetuning_serves_the_cached_features(workdir, cifar_like_fo
 def test_flip_averaging_in_the_exported_model(workdir, fine_tuned):
     """With evaluate.flip, cifar10.h5 and model.keras give the mean of the fine-tuned model's
     probabilities on each image and its mirror, the pipeline's metrics are theirs, and a plain
-    Python with only Keras loads the .h5."""
-    evaluated(fine_tuned, workdir, flip=True)
+    Python with only Keras loads the .h5; with evaluate.calibrate too, they give that mean
+    tempered by the fitted temperature, the same classes."""
+    evaluated(fine_tuned, workdir, flip=True, calibrate=False)
     x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
                                      np.load("data/prepared/test_y.npy"))
     tuned = keras.models.load_model("models/finetuned.keras")
@@ -118,6 +124,11 @@ def test_flip_averaging_in_the_exported_model(workdir, fine_tuned):
     loss, accuracy = keras.models.load_model("models/cifar10.h5").evaluate(
         x_test, y_test, batch_size=128, verbose=0)
     assert accuracy == pytest.approx(read_json("metrics/evaluate.json")["finetuned"]["accuracy"])
+    evaluated(fine_tuned, workdir, flip=True, calibrate=True)
+    temperature = read_json("metrics/evaluate.json")["finetuned"]["calibration"]["temperature"]
+    calibrated = keras.models.load_model("models/cifar10.h5").predict(x_test, verbose=0)
+    np.testing.assert_allclose(calibrated, tempered(expected, temperature), rtol=1e-4, atol=1e-6)
+    assert (calibrated.argmax(axis=1) == expected.argmax(axis=1)).all()
     code = ("import keras, numpy as np; m = keras.models.load_model('models/cifar10.h5'); "
             "print(m.predict(np.zeros((1, 32, 32, 3)), verbose=0).shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

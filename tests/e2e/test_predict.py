@@ -17,6 +17,7 @@ from transfer import predict
 from transfer.data.folders import DataError
 from transfer.models import engines
 from transfer.runtime.errors import UserError
+from transfer.runtime.files import read_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -81,11 +82,17 @@ def test_openvino_engine_predicts_what_keras_does(trained, photos, monkeypatch, 
 
 
 def test_table_shows_the_top_classes_and_plot_writes_a_png(trained, photos, monkeypatch, capsys):
-    """The default output is one line per image with `--top` classes; --plot draws a PNG."""
+    """The default output is one line per image with `--top` classes, and a line on stderr says
+    the probabilities are calibrated, with the temperature `evaluate` fitted; --plot draws a
+    PNG."""
     monkeypatch.chdir(trained)
     plot = trained / "predictions.png"
     predict.main([str(photos / "c_large.png"), "--top", "2", "--plot", str(plot)])
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr()
+    temperature = read_json(trained / "metrics/evaluate.json")["finetuned"]["calibration"][
+        "temperature"]
+    assert f"calibrated (temperature {temperature:.2f}, fitted" in out.err
+    lines = out.out.splitlines()
     assert len(lines) == 1 and lines[0].startswith(str(photos / "c_large.png"))
     assert len([w for w in lines[0].split() if w.endswith("%")]) == 2
     assert plot.read_bytes().startswith(PNG_MAGIC)
