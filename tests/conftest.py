@@ -29,6 +29,7 @@ LONGEST_FIRST = ("e2e/test_pipeline.py",  # 330
                  "e2e/test_finetune.py",  # 130
                  "e2e/test_export.py",  # 115
                  "e2e/test_distribute.py",  # 89
+                 "e2e/test_audit_paper.py",  # 40
                  "e2e/test_predict.py",  # 64
                  "unit/test_report.py")  # 40
 
