@@ -37,7 +37,7 @@ def rows(found: dict, kind: np.ndarray, split_of: list[tuple[str, int]]) -> list
     """The CSV rows of one search; `split_of[j]` is the split and index of pool image j."""
     return [[i, *split_of[j], kind[i], f"{found['correlation'][i]:.4f}",
              f"{found['cosine'][i]:.4f}", *found["shift"][i]]
-            for i, j in enumerate(found["index"])]
+            for i, j in enumerate(found["index"]) if j >= 0]  # -1: no candidate at all
 
 
 def main() -> None:

@@ -114,10 +114,12 @@ def dataset_name(params: Params, classes: list[str]) -> str:
     return re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(params.data.path).name)
 
 
-def experiments_table(runs: list[Experiment]) -> tuple[Table, str, Callable[[Path], None]]:
+def experiments_table(runs: list[Experiment]) -> tuple[Table, str, Callable[[Path], None],
+                                                      tuple[float, float]]:
     """One row per run: its name, the params that differ between the runs, validation and test
     accuracy of both phases, wall time; the figure's x axis in words (the one param the runs
-    vary when it is a number, else wall time), and what draws the figure into a folder."""
+    vary when it is a number, else wall time), what draws the figure into a folder, and the
+    lowest and highest fine-tuned test accuracy it plots."""
     varying = varying_params(runs, run_params())
     rows = [[e.label, ", ".join(f"{k}={e.param(k)}" for k in varying) or "none",
              *(percent(e.metric(key)) for key in ("val_acc_head", "val_acc", "test_acc_head",
@@ -143,7 +145,13 @@ def experiments_table(runs: list[Experiment]) -> tuple[Table, str, Callable[[Pat
     return Table("The runs of this commit that have test results (`dvc exp show`): the params "
                  "in which they differ, best validation accuracy and test accuracy of both "
                  "phases, and each run's wall time from fetch to evaluate.", header, rows,
-                 "table-experiments.png"), axis, draw
+                 "table-experiments.png"), axis, draw, accuracy_range(plotted)
+
+
+def accuracy_range(runs: list[Experiment]) -> tuple[float, float]:
+    """The lowest and highest fine-tuned test accuracy of `runs` (0, 0 when none has one)."""
+    tested = [a for a in (e.metric("test_acc") for e in runs) if a is not None] or [0.0]
+    return min(tested), max(tested)
 
 
 def as_number(value: object) -> float | None:
@@ -308,11 +316,8 @@ def tables(values: dict, predictions: list[dict]) -> dict[str, Table]:
             "table-confused.png"),
     }
     if len(values["experiments"]) > 1:  # else nothing to compare
-        found["experiments"], values["experiments_axis"], values["draw_experiments"] = \
-            experiments_table(values["experiments"])
-        tested = [e.metric("test_acc") for e in values["experiments"]]
-        values["experiments_range"] = (min(t for t in tested if t is not None),
-                                       max(t for t in tested if t is not None))
+        (found["experiments"], values["experiments_axis"], values["draw_experiments"],
+         values["experiments_range"]) = experiments_table(values["experiments"])
     if values["study"]:
         found["study"] = values["study"]["table"]
     return found | values["check_tables"]

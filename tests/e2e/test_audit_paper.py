@@ -105,7 +105,7 @@ def test_planted_copies_reach_the_paper_and_calibration_keeps_the_argmax(workdir
     assert audit["with_copy"] == 2 and audit["pairs"]["test"] == {"exact": 1, "near": 0}
     paper = Path("report/paper.md").read_text()
     assert f"2 of the {len(x['test'])} test images" in paper
-    assert "the test set holds 1 pairs of copies within itself" in paper
+    assert "the test set holds 1 pair of copies within itself" in paper
     assert f"on {len(x['test']) - 2} images, against" in paper
 
     model = keras.models.load_model("models/model.keras")

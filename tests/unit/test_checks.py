@@ -76,3 +76,19 @@ def test_planted_copies_are_found_and_nothing_else():
     within = near_copies.closest(test, features["test"], test, features["test"], k=3,
                                  max_shift=3, same=True)
     assert (within["index"] != np.arange(20)).all()  # no image is its own neighbour
+
+
+def test_edge_cases_of_the_checks():
+    """A validation split with no mistake keeps T = 1 (the NLL would only fall as T does); two
+    identical flat images are an exact copy at shift 0, though every shift correlates alike; a
+    test set of one image has no other test image to match, and nothing breaks."""
+    probs = np.array([[0.8, 0.2], [0.3, 0.7]])
+    assert fit_temperature(probs, np.array([0, 1])) == 1.0
+    flat = np.full((2, 16, 16, 3), 90, dtype=np.uint8)
+    found = near_copies.closest(flat[:1], np.ones((1, 4)), flat[1:], np.ones((1, 4)), k=3,
+                                max_shift=3)
+    assert found["exact"][0] and tuple(found["shift"][0]) == (0, 0)
+    alone = near_copies.closest(flat[:1], np.ones((1, 4)), flat[:1], np.ones((1, 4)), k=3,
+                                max_shift=3, same=True)
+    assert alone["index"][0] == -1 and not alone["exact"][0]
+    assert near_copies.thumbnails(flat[:0]).shape == (0, 16, 16, 3)

@@ -2,12 +2,13 @@
 
 Two descriptors propose candidates for each test image, its `k` nearest images by cosine
 similarity under each: the frozen base's pooled features (cached by `features`) and a coarse
-pixel descriptor (8x8 block means, each channel's mean removed) that needs no weights. Each
-candidate is then compared pixel by pixel on thumbnails of at most 32 px, at every shift of up
-to `max_shift` pixels: the Pearson correlation of the overlapping parts, each channel's mean
-removed (so a brightened copy still matches), with a floor on the variance so that flat images
-do not match by chance. A pair is an exact copy when the thumbnails agree unshifted within
-`EXACT` grey levels on average, a near copy when their best correlation reaches the threshold.
+pixel descriptor (8x8 block means, each channel's mean removed) that needs no weights. The
+candidates are then compared pixel by pixel on thumbnails of 32 to 63 px (as they are if
+smaller), at the best shift of up to `max_shift` pixels, searched coarse to fine: the Pearson
+correlation of the overlapping parts, each channel's mean removed (so a brightened copy still
+matches), with a floor on the variance so that flat images do not match by chance. A pair is an
+exact copy when the thumbnails agree unshifted within `EXACT` grey levels on average (its shift
+is then 0), a near copy when the best correlation reaches the threshold.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def block_means(images: np.ndarray, side: int) -> np.ndarray:
 
 def thumbnails(images: np.ndarray) -> np.ndarray:
     """The images as uint8 thumbnails of at most 63 px, read `CHUNK` at a time."""
+    if not len(images):
+        return block_means(images[:0], SIDE).astype(np.uint8)
     return np.concatenate([block_means(images[i:i + CHUNK], SIDE).round().astype(np.uint8)
                            for i in range(0, len(images), CHUNK)])
 
@@ -114,9 +117,10 @@ def best_shift(a: np.ndarray, b: np.ndarray,
 
 def closest(test: np.ndarray, test_features: np.ndarray, pool: np.ndarray,
             pool_features: np.ndarray, k: int, max_shift: int, same: bool = False) -> dict:
-    """For each test thumbnail, the candidate of `pool` that correlates best: its index, the
-    correlation, the shift, whether it is an exact copy, and its feature cosine. Candidates are
-    the k nearest by each descriptor (`same` when `pool` is the test set itself); they are
+    """For each test thumbnail, the candidate of `pool` that correlates best: its index (-1
+    when there is none), the correlation, the shift, whether it is an exact copy, and its feature
+    cosine. Candidates are the k nearest by each descriptor (`same` when `pool` is the test set
+    itself); they are
     ranked at half the side over shifts of up to half `max_shift`, and the best is aligned at
     the full side within two pixels of twice that shift."""
     test_f, pool_f = unit_rows(test_features), unit_rows(pool_features)
@@ -124,6 +128,9 @@ def closest(test: np.ndarray, test_features: np.ndarray, pool: np.ndarray,
         nearest(coarse_descriptor(test), coarse_descriptor(pool), k, same),
         nearest(test_f, pool_f, k, same)], axis=1)
     n, per = candidates.shape
+    if per == 0:
+        return {"index": np.full(n, -1), "correlation": np.zeros(n), "shift": np.zeros((n, 2),
+                dtype=np.int64), "exact": np.zeros(n, dtype=bool), "cosine": np.zeros(n)}
     half = max(1, max_shift // 2)
     everywhere = np.array(list(shifts(half)))
     rough, moved = best_shift(block_means(test, test.shape[1] // 2)[np.arange(n).repeat(per)],
@@ -134,7 +141,7 @@ def closest(test: np.ndarray, test_features: np.ndarray, pool: np.ndarray,
     near = 2 * moved.reshape(n, per, 2)[np.arange(n), pick]
     offsets = np.clip(near[:, None] + np.array(list(shifts(2)))[None], -max_shift, max_shift)
     score, shift = best_shift(test, pool[index], offsets)
-    exact = (shift == 0).all(axis=1) & (np.abs(
-        test.astype(np.float32) - pool[index]).mean(axis=(1, 2, 3)) <= EXACT)
+    exact = np.abs(test.astype(np.float32) - pool[index]).mean(axis=(1, 2, 3)) <= EXACT
+    shift[exact] = 0
     return {"index": index, "correlation": np.where(exact, 1.0, np.minimum(score, 1.0)),
             "shift": shift, "exact": exact, "cosine": (test_f * pool_f[index]).sum(axis=1)}

@@ -31,7 +31,10 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 def fit_temperature(probs: np.ndarray, labels: np.ndarray, lo: float = 0.05,
                     hi: float = 20.0) -> float:
     """The temperature in [lo, hi] that minimises the NLL of `tempered(probs, T)`, searched on
-    log T (the NLL is convex in 1 / T, so it has one minimum)."""
+    log T (the NLL is convex in 1 / T, so it has one minimum); 1 when every prediction is
+    right, where the NLL only falls as T does and no temperature is calibrated."""
+    if (probs.argmax(axis=1) == labels).all():
+        return 1.0
     found = minimize_scalar(lambda log_t: nll(tempered(probs, float(np.exp(log_t))), labels),
                             bounds=(np.log(lo), np.log(hi)), method="bounded",
                             options={"xatol": 1e-6})
