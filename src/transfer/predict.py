@@ -26,6 +26,7 @@ from transfer.data.arrays import load_split
 from transfer.data.folders import IMAGE_SUFFIXES
 from transfer.data.images import decode_image
 from transfer.models import engines
+from transfer.models import temperature as temperature_scaling
 from transfer.paper import charts
 from transfer.params.fields import ENGINES, RESIZE_MODES
 from transfer.runtime.errors import UserError
@@ -70,7 +71,8 @@ def temperature(model: keras.Model) -> float | None:
     """The temperature the exported model scales its probabilities by (`evaluate.calibrate`),
     or None when it has none."""
     names = {layer.name: layer for layer in model.layers}
-    return 1 / names["temperature"].scale if "temperature" in names else None
+    return 1 / names[temperature_scaling.LAYER].scale if temperature_scaling.LAYER in names \
+        else None
 
 
 def ranked(probs: np.ndarray, classes: list[str], top: int) -> list[Ranked]:

@@ -191,8 +191,10 @@ def parameters_table(run: Params, prepared: dict) -> Table:
     for section, keys in USED.items():
         values = getattr(run, section)
         shown = {key: getattr(values, key) for key in keys}
-        shown = {**shown, **({"image_size": prepared["image_size"]} if section == "data" else {}),
-                 **({"augment": augmentation(run)} if section == "finetune" else {})}
+        if section == "data":
+            shown["image_size"] = prepared["image_size"]
+        if section == "finetune":
+            shown["augment"] = augmentation(run)
         rows.append([section, ", ".join(f"{key} {format_value(value)}"
                                         for key, value in shown.items() if value is not None)])
     return Table("The values this run used: the params that shape the result, each `auto` "

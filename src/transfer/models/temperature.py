@@ -13,6 +13,8 @@ import keras
 from transfer.models.flip_average import branches
 from transfer.models.heads import CLASSIFIER
 
+LAYER = "temperature"  # the Rescaling layer by 1 / T: how `predict` finds the temperature
+
 
 def with_logits(model: keras.Model) -> keras.Model:
     """`model` with its head's last layer copied without the softmax: it outputs logits."""
@@ -37,6 +39,6 @@ def temperature_scaled(model: keras.Model, temperature: float, flip: bool) -> ke
             keras.layers.Subtract()([second, first]))])
     else:
         image, log_p = logits.input, logits.output
-    scaled = keras.layers.Rescaling(1 / temperature, name="temperature")(log_p)
+    scaled = keras.layers.Rescaling(1 / temperature, name=LAYER)(log_p)
     probs = keras.layers.Activation("softmax", name="calibrated")(scaled)
     return keras.Model(image, probs, name=f"{model.name}_calibrated")

@@ -98,11 +98,13 @@ def tables(audit: dict, calibration: dict) -> dict[str, Table]:
 
 
 def class_map_values(predictions: list[dict], classes: list[str]) -> dict:
-    """The mapped test images: index, predicted class, whether right."""
+    """The mapped test images (`evaluate`'s maps, their indices and predicted classes), how
+    many, and how many of them right."""
     with np.load(CLASS_MAPS) as found:
-        index, predicted = found["index"], found["predicted"]
-    right = [predictions[i]["actual"] == classes[c] for i, c in zip(index, predicted)]
-    return {"count": len(index), "right": sum(right), "wrong": len(index) - sum(right)}
+        maps = {key: found[key] for key in ("index", "predicted", "maps")}
+    right = [predictions[i]["actual"] == classes[c]
+             for i, c in zip(maps["index"], maps["predicted"])]
+    return {**maps, "count": len(right), "right": sum(right), "wrong": len(right) - sum(right)}
 
 
 def draw(values: dict, predictions: list[dict], classes: list[str], figures: Path) -> None:
@@ -119,8 +121,8 @@ def draw(values: dict, predictions: list[dict], classes: list[str], figures: Pat
     labels = {"head": "head only", "finetuned": "fine-tuned"}
     charts.reliability({labels[m]: bins for m, bins in values["calibration"]["bins"].items()},
                        figures / "reliability.png")
-    with np.load(CLASS_MAPS) as found:
-        index, predicted, maps = found["index"], found["predicted"], found["maps"]
+    mapped = values["class_maps"]
+    index, predicted, maps = mapped["index"], mapped["predicted"], mapped["maps"]
     if len(index):
         rows = [predictions[i] for i in index]
         charts.class_maps(x["test"][index], maps, [
