@@ -58,6 +58,13 @@ VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 
      {"epochs": 5, "layers": 78, "batch_size": 256, "learning_rate": 2e-3}, {"input_size": 128}),
     ("5 epochs at 128 px, blocks 1-4 cached, batch 64 at 5e-4",
      {"epochs": 5, "layers": 78, "batch_size": 64, "learning_rate": 5e-4}, {"input_size": 128}),
+    # issue 40: K cached views of each image, translated by up to 4 px of 32 (0.125), every
+    # other one mirrored, against the image and its mirror (views 2, translation 0) above
+    *((f"5 epochs at 128 px, blocks 1-4 cached, {k} views translated by up to 0.125",
+       {"epochs": 5, "layers": 78, "augment": {"translation": 0.125, "views": k}},
+       {"input_size": 128}) for k in (2, 4, 8)),
+    ("3 epochs at 128 px, whole base, flips and random translation up to 0.125",
+     {"epochs": 3, "layers": "all", "augment": {"translation": 0.125}}, {"input_size": 128}),
 ]
 
 

@@ -3,7 +3,8 @@
 The backbone runs in inference mode throughout (`training=False`, BatchNormalization layers
 non-trainable). With `finetune.layers: all` (what `auto` gives photos) every step runs the
 whole base on the images, augmented by Keras preprocessing layers. With a number of top layers
-(what `auto` gives thumbnails) and no augmentation but flips, the frozen bottom runs once and
+(what `auto` gives thumbnails) and no augmentation but flips and translations, the frozen
+bottom runs once over each of `finetune.augment.views` fixed views of the training images and
 its activations are cached (`transfer.training.activation_cache`).
 
 AdamW (decoupled weight decay) follows a linear warmup over the first `finetune.warmup` of the
@@ -121,6 +122,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStagePa
         if p.cacheable and any(layer.weights for layer in frozen_bottom):
             model, train_batches, val_batches = on_activations(
                 extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
+            record["cache_bytes"] = sum(f.stat().st_size for f in Path(tmp).glob("*.f32"))
         else:
             model, train_batches, val_batches = on_images(extractor, head, train, val, params,
                                                           strategy)
@@ -147,13 +149,18 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStagePa
     return summary
 
 
-def resolved_record(p: FinetuneParams, asked: FinetuneParams, input_size: int) -> dict:
+def resolved_record(p: FinetuneParams, asked: FinetuneParams, input_size: int,
+                    image_side: int) -> dict:
     """What the run's `auto` params became (`asked`: as params.yaml says), for the summary and
     the paper: the layers (and the recipe's cut, when it chose one), batch, rate, augmentation
-    and, with progressive resizing, each epoch's input size."""
+    (the cached views' largest shift in pixels of the `image_side` images) and, with
+    progressive resizing, each epoch's input size."""
     cut = asked.layers == "auto" and p.layers != "all"
+    a = p.augment
     return {"layers": p.layers, "batch_size": p.batch_size, "learning_rate": p.learning_rate,
-            "augment": {"rotation": p.augment.rotation, "zoom": p.augment.zoom},
+            "augment": {"rotation": a.rotation, "zoom": a.zoom, "translation": a.translation,
+                        "views": a.views},
+            "translation_pixels": round(a.translation * image_side),
             "cached_stride": recipe.CACHED_STRIDE if cut else None,
             "input_sizes": progressive_resizing.schedule(p.start_size, input_size, p.epochs)
             if p.start_size else None}
@@ -173,7 +180,8 @@ def main() -> None:
         head = keras.models.load_model(HEAD)
     p = p.model_copy(update={"layers": auto_params.finetune_layers(
         p, x_train.shape[1], functools.partial(layers_above_stride, extractor))})
-    record = resolved_record(p, params.finetune, progressive_resizing.input_size(extractor))
+    record = resolved_record(p, params.finetune, progressive_resizing.input_size(extractor),
+                             x_train.shape[1])
     params = params.model_copy(update={"finetune": p})
     with distribute.output_root(strategy) as root:
         if p.layers and p.epochs:

@@ -204,11 +204,14 @@ def parameters_table(run: Params, prepared: dict) -> Table:
 
 def augmentation(params: Params) -> str:
     """The fine-tuning augmentation in words."""
-    a = params.finetune.augment
+    f = params.finetune
+    a = f.augment
     parts = (["random horizontal flips"] if a.flip else []) + [
         f"random {name} up to {value:g}" for name, value in
         (("rotation", a.rotation), ("zoom", a.zoom), ("translation", a.translation)) if value]
-    return ", ".join(parts) or "none"
+    cached = f.cacheable and f.layers != "all" and isinstance(a.views, int)
+    return ", ".join(parts) + (f" ({a.views} cached views)" if cached and parts else "") \
+        or "none"
 
 
 def phase_fit(curves: dict) -> dict | None:
@@ -375,6 +378,8 @@ def context(params: Params, predictions: list[dict]) -> dict:
                            "thumbnail_scale": prepared["thumbnail_scale"]},
         "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(run),
+        "translation_pixels": finetuned.get("translation_pixels"),
+        "cache_size": f"{finetuned.get('cache_bytes', 0) / 2**30:.2f} GiB",
         "resolution_schedule": finetuned.get("input_sizes") or [],
         "backbone_origin": origin(params.model.backbone),
         "counts": counts, "prepared": prepared,

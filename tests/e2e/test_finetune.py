@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import run_stages, tiny_params, write_params
 
+from transfer.data import views
 from transfer.finetune import loss
 from transfer.models.unfreezing import backbone_layers
 from transfer.runtime.files import read_json
 from transfer.training import progressive_resizing
-from transfer.training.activation_cache import DiskRows
+from transfer.training.activation_cache import DiskRows, cache
 from transfer.training.batches import Batches
 from transfer.training.fitting import EPOCH_MODELS
 
@@ -81,23 +82,61 @@ def test_zero_layers_skips_training_but_writes_outputs(workdir, tiny_folder):
     assert read_json("dvclive/finetune/metrics.json")["skipped"] is True
 
 
-def test_cached_batches_read_every_sample_once_and_flip_about_half(tmp_path):
-    """Batches over DiskRows: each epoch is a permutation, each row unflipped or flipped."""
-    rows = np.arange(200 * 6, dtype=np.float32).reshape(200, 2, 3)
-    x, flipped = DiskRows(tmp_path / "x", rows.shape), DiskRows(tmp_path / "f", rows.shape)
-    for start in range(0, 200, 64):
-        x[start:start + 64] = rows[start:start + 64]
-        flipped[start:start + 64] = -rows[start:start + 64]
-    np.testing.assert_array_equal(x[np.array([7, 3, 199])], rows[[7, 3, 199]])
-    batches = Batches(x, np.arange(200), 32, seed=0, flipped=flipped)
+def test_cached_batches_read_every_sample_once_from_a_view_drawn_per_epoch(tmp_path):
+    """Batches over views on disk: each epoch is a permutation, each sample read from one of
+    the views, each view drawn about equally often; two views reproduce the flip draws of
+    the earlier image-or-mirror cache (u < 0.5: the mirror)."""
+    rows = np.arange(300 * 6, dtype=np.float32).reshape(300, 2, 3) + 1
+    views = [DiskRows(tmp_path / f"v{k}", rows.shape) for k in range(3)]
+    for k, view in enumerate(views):
+        for start in range(0, 300, 64):
+            view[start:start + 64] = (k + 1) * rows[start:start + 64]
+    np.testing.assert_array_equal(views[0][np.array([7, 3, 299])], rows[[7, 3, 299]])
+    batches = Batches(views, np.arange(300), 32, seed=0)
     for _ in range(2):
         seen = [batches[i] for i in range(len(batches))]
         labels = np.concatenate([y for _, y in seen])
         values = np.concatenate([b for b, _ in seen])
-        assert sorted(labels) == list(range(200))
-        np.testing.assert_array_equal(np.abs(values), rows[labels])
-        assert 60 < (values.reshape(200, -1)[:, 1] < 0).sum() < 140
+        assert sorted(labels) == list(range(300))
+        drawn = values[:, 0, 0] / rows[labels, 0, 0] - 1
+        np.testing.assert_array_equal(values, (drawn + 1)[:, None, None] * rows[labels])
+        assert all(70 < (drawn == k).sum() < 130 for k in range(3))
         batches.on_epoch_end()
+    two = Batches(views[:2], np.arange(300), 32, seed=5)
+    mirrored = np.random.default_rng(5)
+    mirrored.permutation(300)
+    np.testing.assert_array_equal(two.view == 1, mirrored.random(300) < 0.5)
+
+
+def test_cached_views_are_the_drawn_shifts_and_mirrors(tmp_path):
+    """The cache of K views holds K files; view k is the images mirrored where drawn (every
+    other view), each moved by its drawn offset (up to translation x side, both ends drawn),
+    the uncovered edge mirrored in; the same seed draws the same views, another seed others."""
+    x = np.random.default_rng(0).integers(0, 256, (40, 12, 8, 3)).astype(np.float32)
+    drawn = views.drawn(7, 4, x.shape[:3], flip=True, translation=0.25)
+    assert [v.mirrored for v in drawn] == [False, True, False, True]
+    offsets = np.concatenate([v.offsets for v in drawn])
+    assert set(offsets[:, 0]) == set(range(-3, 4)) and set(offsets[:, 1]) == set(range(-2, 3))
+    cached = [cache(lambda b: b, x.shape[1:], x, 16, tmp_path, f"v{k}", view)
+              for k, view in enumerate(drawn)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"v{k}.f32" for k in range(4)]
+    h, w = x.shape[1:3]
+    for view, rows in zip(drawn, cached):
+        out = rows[np.arange(len(x))]
+        for i, (dy, dx) in enumerate(view.offsets):
+            image = x[i, :, ::-1] if view.mirrored else x[i]
+            np.testing.assert_array_equal(
+                out[i, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)],
+                image[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)])
+            if dy > 0:  # the row above the moved image is its first row, mirrored in
+                np.testing.assert_array_equal(out[i, dy - 1, max(dx, 0):w + min(dx, 0)],
+                                              image[0, max(-dx, 0):w - max(dx, 0)])
+    again = views.drawn(7, 4, x.shape[:3], flip=True, translation=0.25)
+    assert all(np.array_equal(a.offsets, b.offsets) for a, b in zip(drawn, again))
+    other = views.drawn(8, 4, x.shape[:3], flip=True, translation=0.25)
+    assert not np.array_equal(drawn[0].offsets, other[0].offsets)
+    plain = views.drawn(7, 2, x.shape[:3], flip=True, translation=0.0)
+    assert [v.mirrored for v in plain] == [False, True] and not plain[1].offsets.any()
 
 
 def test_resolution_schedule_and_batches_follow_it(tmp_path):

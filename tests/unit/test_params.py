@@ -141,6 +141,14 @@ def test_out_of_range(workdir, section, key, value):
     assert "is not allowed" in message
 
 
+def test_one_cached_view_cannot_hold_the_flip(workdir):
+    """finetune.augment.views 1 with flip true would drop the flip: refused, naming both."""
+    message = load_error(workdir, finetune={"augment": {"views": 1}})
+    assert message.startswith("finetune.augment.views=1 is not allowed") and "flip" in message
+    assert load_params(write_params(workdir, finetune={"augment": {
+        "views": 1, "flip": False}})).finetune.augment.views == 1
+
+
 def test_folder_source_needs_an_existing_path(workdir):
     """data.source folder with a path that does not exist names data.path."""
     missing = workdir / "no-such-dataset"

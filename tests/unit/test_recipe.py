@@ -97,17 +97,19 @@ def test_cifar10_keeps_its_tuned_recipe():
     assert recipe.input_size(224, 32) == 128
     assert recipe.input_size(224, 8) == 32  # the smallest input allowed
     tuned = FinetuneParams(batch_size=128, learning_rate=1e-3,
-                           augment=AugmentParams(rotation=0.0, zoom=0.0))
+                           augment=AugmentParams(rotation=0.0, zoom=0.0, translation=0.0,
+                                                 views=2))
     assert auto_params.resolved_finetune(FinetuneParams(), 45_000, 32) == tuned
-    assert tuned.augment.flip_only
+    assert tuned.cacheable
 
 
 def test_photos_get_rotation_and_zoom_and_explicit_values_win():
     """Photos: rotation and zoom 0.1; any explicit value is kept as written."""
     auto = auto_params.resolved_finetune(FinetuneParams(), 1_000, 224)
-    assert (auto.augment.rotation, auto.augment.zoom) == (0.1, 0.1)
+    assert (auto.augment.rotation, auto.augment.zoom, auto.augment.translation) == (0.1, 0.1, 0)
     mine = FinetuneParams(batch_size=32, learning_rate=3e-4,
-                          augment=AugmentParams(rotation=0.0, zoom=0.2))
+                          augment=AugmentParams(rotation=0.0, zoom=0.2, translation=0.1,
+                                                views=3))
     assert auto_params.resolved_finetune(mine, 1_000, 224) == mine
     half = mine.model_copy(update={"learning_rate": "auto"})
     assert auto_params.resolved_finetune(half, 1_000, 224).learning_rate == pytest.approx(2.5e-4)

@@ -46,7 +46,7 @@ KEYS = {  # every mapping's keys, so that each stage refuses a misspelt one befo
     "finetune": ("layers", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
                  "label_smoothing", "start_size", "precision", "jit_compile", "strategy",
                  "augment"),
-    "finetune.augment": ("flip", "rotation", "zoom", "translation"),
+    "finetune.augment": ("flip", "rotation", "zoom", "translation", "views"),
     "audit": ("candidates", "max_shift", "min_correlation", "min_cosine"),
     "evaluate": ("batch_size", "top_k", "engine", "flip", "calibrate", "maps"),
     "report": ("title", "author", "affiliation", "date", "target_accuracy", "examples",

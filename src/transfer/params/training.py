@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import StrictBool, StrictInt
+from pydantic import StrictBool, StrictInt, model_validator
 
 from transfer.params.features import FeaturesParams
 from transfer.params.fields import (
@@ -18,6 +18,7 @@ from transfer.params.fields import (
     either,
     rule,
 )
+from transfer.runtime.errors import ParamError
 
 
 class TrainParams(Section):
@@ -33,17 +34,29 @@ class TrainParams(Section):
 
 
 class AugmentParams(Section):
-    """`finetune.augment`: Keras preprocessing layers applied while fine-tuning."""
+    """`finetune.augment`: Keras preprocessing layers applied while fine-tuning, or, over the
+    activation cache, `views` fixed flipped and translated copies of each training image."""
 
     flip: StrictBool = True
     rotation: auto(float, lambda v: 0 <= v < 1, "a number in [0, 1)") = "auto"
     zoom: auto(float, lambda v: 0 <= v < 1, "a number in [0, 1)") = "auto"
-    translation: Number = rule(0.0, "a number in [0, 1)", ge=0, lt=1)
+    translation: auto(float, lambda v: 0 <= v < 1, "a number in [0, 1)") = "auto"
+    views: auto(int, lambda v: v >= 1, "an integer >= 1") = "auto"
 
     @property
-    def flip_only(self) -> bool:
-        """True when no augmentation other than a horizontal flip is asked for."""
-        return self.rotation == self.zoom == self.translation == 0
+    def cacheable(self) -> bool:
+        """True when the activation cache can serve this augmentation: flips and translations
+        (as cached views), no rotation or zoom."""
+        return self.rotation == self.zoom == 0
+
+    @model_validator(mode="after")
+    def _views_hold_the_flip(self) -> Self:
+        """One cached view of each image cannot be both the image and its mirror."""
+        if self.flip and self.views == 1:
+            raise ParamError("finetune.augment.views=1 is not allowed with finetune.augment."
+                             "flip: true: 'auto' or an integer >= 2 (every other view is "
+                             "mirrored), or set flip: false")
+        return self
 
 
 class FinetuneParams(Section):
@@ -66,8 +79,9 @@ class FinetuneParams(Section):
 
     @property
     def cacheable(self) -> bool:
-        """True when the activation cache can serve the run: flips only, one input size."""
-        return self.augment.flip_only and not self.start_size
+        """True when the activation cache can serve the run: no rotation or zoom, one input
+        size."""
+        return self.augment.cacheable and not self.start_size
 
 
 class TrainStageParams(StageParams):

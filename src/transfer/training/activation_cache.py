@@ -4,8 +4,11 @@ With `finetune.layers` a number, the layers below the lowest unfrozen one are a 
 (inference mode, weights frozen). `split_below` cuts the extractor into that bottom and a
 trainable top at the deepest single tensor; the bottom runs once over the images (on
 `features.engine`) and its output is written to disk, and each epoch runs only the top on
-those rows. A horizontal flip stays exact: the mirrored images' activations are cached too,
-and each epoch draws one orientation per image (`transfer.training.batches`).
+those rows. Augmentation survives as `finetune.augment.views` fixed views of each training
+image, every other one mirrored (with `flip`), each moved by its own random offset of up to
+`finetune.augment.translation` of the side (`transfer.data.views`); each epoch draws one view
+per image (`transfer.training.batches`). Two views without translation: the image and its
+mirror.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from transfer.data import views
 from transfer.models import engines
 from transfer.models.unfreezing import backbone_layers
 from transfer.params.training import FinetuneStageParams
@@ -62,11 +66,12 @@ class DiskRows:
 
 
 def cache(run: engines.Runner, shape: tuple[int, ...], x: np.ndarray, batch_size: int,
-          directory: Path, name: str, flip: bool = False) -> DiskRows:
-    """Run `run` over images `x` (mirrored if `flip`) into a file of float32 rows of `shape`."""
+          directory: Path, name: str, view: views.View | None = None) -> DiskRows:
+    """Run `run` over images `x` (as `view` moves and mirrors them) into a file of float32
+    rows of `shape`."""
     out = DiskRows(directory / f"{name}.f32", (len(x), *shape))
     engines.predict_batches(run, x, batch_size, out, desc=f"cache {name}",
-                    transform=(lambda b: b[:, :, ::-1]) if flip else None)
+                            transform=view.apply if view else None)
     return out
 
 
@@ -134,17 +139,19 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
         acts = keras.Input(top.input.shape[1:])
         model = keras.Model(acts, head(top(acts, training=False)))
     (x_train, y_train), (x_val, y_val) = train, val
-    engine = engines.choose(params.features.engine,
-                            len(x_train) * (1 + p.augment.flip) + len(x_val), p.precision)
+    a = p.augment
+    engine = engines.choose(params.features.engine, len(x_train) * a.views + len(x_val),
+                            p.precision)
     start = time.perf_counter()
     run, shape = engines.runner(bottom, engine), bottom.output.shape[1:]
-    flipped = None
-    if p.augment.flip:
-        flipped = cache(run, shape, x_train, bs, tmp, "train_flipped", flip=True)
-    batches = (Batches(cache(run, shape, x_train, bs, tmp, "train"), y_train, batch_size,
-                       params.seed, flipped=flipped),
+    drawn = views.drawn(params.seed, a.views, x_train.shape[:3], a.flip, a.translation)
+    train_views = [cache(run, shape, x_train, bs, tmp, f"train_view{k}", view)
+                   for k, view in enumerate(drawn)]
+    batches = (Batches(train_views, y_train, batch_size, params.seed),
                Batches(cache(run, shape, x_val, bs, tmp, "val"), y_val, batch_size, params.seed,
                        shuffle=False))
-    print(f"finetune: cached the frozen bottom's activations with {engine} in "
-          f"{time.perf_counter() - start:.1f}s")
+    size = sum(os.path.getsize(f) for f in tmp.glob("*.f32"))
+    print(f"finetune: cached the frozen bottom's activations of {a.views} views of the "
+          f"training images with {engine} in {time.perf_counter() - start:.1f}s, "
+          f"{size / 2**30:.2f} GiB on disk")
     return model, *batches

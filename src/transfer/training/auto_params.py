@@ -20,8 +20,12 @@ def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> Finet
     at `image_side` pixels."""
     batch = recipe.batch_size(n_train) if p.batch_size == "auto" else p.batch_size
     factor = recipe.augment_factor(image_side)
-    augment = p.augment.model_copy(update={
+    a = p.augment.model_copy(update={
         name: factor for name in ("rotation", "zoom") if getattr(p.augment, name) == "auto"})
+    if a.translation == "auto":
+        a = a.model_copy(update={"translation": recipe.translation(image_side)})
+    augment = a if a.views != "auto" else a.model_copy(
+        update={"views": recipe.views(a.flip, a.translation)})
     return p.model_copy(update={
         "batch_size": batch, "augment": augment,
         "learning_rate": (recipe.learning_rate(batch) if p.learning_rate == "auto"
@@ -31,9 +35,10 @@ def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> Finet
 def finetune_layers(p: FinetuneParams, image_side: int,
                     layers_above_stride: Callable[[int], int | None]) -> int | str:
     """`p.layers`, or for `auto`: on thumbnails whose augmentation the activation cache can
-    serve (flips only, one input size), `layers_above_stride(CACHED_STRIDE)` (the base's layers
-    above its smallest activation at that stride, `transfer.training.activation_cache`); else
-    (photos, and bases without that stride) all of them."""
+    serve (no rotation or zoom, one input size), `layers_above_stride(CACHED_STRIDE)` (the
+    base's layers above its smallest activation at that stride,
+    `transfer.training.activation_cache`); else (photos, and bases without that stride) all of
+    them."""
     if p.layers != "auto":
         return p.layers
     cacheable = p.cacheable and not recipe.is_photo(image_side)

@@ -1,7 +1,8 @@
 """Shuffled (x, y) batches for `fit`, from arrays in memory or rows on disk.
 
-With a mirrored copy of the samples beside them (`flipped`), each epoch takes every sample
-from one or the other with equal chance: a random horizontal flip over cached activations.
+Given several views of the samples (a list of rows: cached activations of the images, their
+mirrors, their translated copies), each epoch takes every sample from one of them, drawn with
+equal chance: random augmentation over cached activations.
 Given a size per epoch (`sizes`), images are resized to it as `keras.layers.Resizing` does
 (progressive resizing, `transfer.training.progressive_resizing`).
 """
@@ -26,14 +27,15 @@ class Rows(Protocol):
 
 
 class Batches(keras.utils.PyDataset):
-    """Shuffled (x, y) batches of `x` (in-memory arrays or rows on disk) and labels `y`."""
+    """Shuffled (x, y) batches of `x` (in-memory arrays or rows on disk, or a list of views of
+    the same samples) and labels `y`."""
 
-    def __init__(self, x: Rows, y: np.ndarray, batch_size: int, seed: int,
-                 flipped: Rows | None = None, shuffle: bool = True,
-                 sizes: list[int] | None = None) -> None:
+    def __init__(self, x: Rows | list[Rows], y: np.ndarray, batch_size: int, seed: int,
+                 shuffle: bool = True, sizes: list[int] | None = None) -> None:
         """Keep references to the arrays and draw the first epoch's order."""
         super().__init__()
-        self.x, self.y, self.flipped = x, y, flipped
+        self.views = x if isinstance(x, list) else [x]
+        self.y = y
         self.batch_size, self.shuffle, self.sizes = batch_size, shuffle, sizes
         self.rng = np.random.default_rng(seed)
         self.epoch = -1
@@ -46,18 +48,21 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch `i` of the current epoch."""
         idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
-        x = np.asarray(self.x[idx], dtype=np.float32)
-        if self.flipped is not None:
-            flip = self.flip[idx]
-            x[flip] = self.flipped[idx[flip]]
+        view = self.view[idx]
+        parts = [np.asarray(rows[idx[view == k]], dtype=np.float32)
+                 for k, rows in enumerate(self.views)]
+        x = np.empty((len(idx), *parts[0].shape[1:]), dtype=np.float32)
+        for k, part in enumerate(parts):
+            x[view == k] = part
         size = self.sizes[min(self.epoch, len(self.sizes) - 1)] if self.sizes else x.shape[1]
         if size != x.shape[1]:
             x = np.asarray(keras.ops.image.resize(x, (size, size)))
         return x, self.y[idx]
 
     def on_epoch_end(self) -> None:
-        """Draw a new sample order and new flips; count the epoch."""
+        """Draw a new sample order and each sample's view; count the epoch."""
         self.epoch += 1
-        n = len(self.y)
+        n, k = len(self.y), len(self.views)
         self.order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        self.flip = self.rng.random(n) < 0.5
+        # Uniform over the views; with two, view 1 (the mirror) where u < 0.5 as ever was.
+        self.view = k - 1 - np.minimum((self.rng.random(n) * k).astype(int), k - 1)
