@@ -61,6 +61,11 @@ RECIPES = {  # name: params over the project's defaults, on top of COMMON
                         "finetune": {"layers": 78, "epochs": 1}},
     "64px-1ep-cached": {"model": {"input_size": 64},  # the 5-minute floor: every stage cheaper
                         "finetune": {"layers": 78, "epochs": 1}},
+    # the defaults before issue 40: the image and its mirror cached
+    "flips-cached": {"finetune": {"augment": {"translation": 0.0, "views": 2}}},
+    # issue 40: K cached views, each image moved by up to 4 px of 32, every other one mirrored
+    **{f"views-{k}": {"finetune": {"augment": {"translation": 0.125, "views": k}}}
+       for k in (2, 4, 8)},
 }
 # The recipes run without --recipes (section "frontier"):
 DEFAULT = ("96px-5ep", "defaults", "96px-1ep-cached", "64px-1ep-cached")

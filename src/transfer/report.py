@@ -41,7 +41,7 @@ from transfer.paper.experiments import (
 )
 from transfer.paper.notes import read_notes
 from transfer.paper.stats import discordant, mcnemar_p, wilson_interval
-from transfer.paper.wording import Table, origin, percent, render
+from transfer.paper.wording import Table, origin, percent, render, size
 from transfer.params.whole import Params, load_params
 from transfer.runtime.files import atomic_path, read_json
 from transfer.runtime.paths import (
@@ -379,7 +379,7 @@ def context(params: Params, predictions: list[dict]) -> dict:
         "title": title(params, dataset), "dataset": dataset, "classes": classes,
         "cifar10": tuple(classes) == cifar10.CLASSES, "augmentation": augmentation(run),
         "translation_pixels": finetuned.get("translation_pixels"),
-        "cache_size": f"{finetuned.get('cache_bytes', 0) / 2**30:.2f} GiB",
+        "cache_size": size(finetuned.get("cache_bytes", 0)),
         "resolution_schedule": finetuned.get("input_sizes") or [],
         "backbone_origin": origin(params.model.backbone),
         "counts": counts, "prepared": prepared,

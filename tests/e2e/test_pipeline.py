@@ -24,6 +24,8 @@ from conftest import ROOT, copy_project, tiny_params, write_params
 from PIL import Image
 
 from transfer.paper.stats import wilson_interval
+from transfer.paper.wording import size
+from transfer.runtime.files import read_json
 
 pytestmark = pytest.mark.slow
 STAGES = ("fetch", "features", "audit", "train", "finetune", "evaluate", "summary", "report")
@@ -256,6 +258,9 @@ def test_paper_has_every_section_and_figure(project):
     assert paper.index("figures/examples.png") < paper.index("## Abstract")
     assert "### Motivation\n\nTo test the paper." in paper
     assert "**lr-high.** A learning rate ten times higher." in paper
+    cache = read_json(project.repo / "dvclive/finetune/metrics.json")["cache_bytes"]
+    assert cache > 0 and (f"computed once for each of 2 fixed views of every training image "
+                          f"(the image and its mirror) and cached, {size(cache)} on disk") in paper
 
 
 def test_abstract_numbers_are_the_metrics(project):

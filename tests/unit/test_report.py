@@ -17,6 +17,7 @@ from transfer.paper.notes import read_notes
 from transfer.paper.publish import devto
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.paper.typeset import parts, typst_markup
+from transfer.paper.wording import size
 from transfer.params.catalogue import FAMILIES
 from transfer.params.data import DataParams
 from transfer.params.report import ReportParams
@@ -40,6 +41,12 @@ def test_mcnemar_by_hand():
     assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(3, 3) == 1.0
     assert mcnemar_p(0, 10) == pytest.approx(2 / 1024)
 
+
+
+def test_sizes_in_the_largest_unit_below_1024():
+    """Bytes as the paper writes a cache's size."""
+    assert [size(n) for n in (12_288, 262_563_840, 3_951_369_912, 2**30)] == [
+        "12.0 KiB", "250.4 MiB", "3.68 GiB", "1.00 GiB"]
 
 
 def test_read_notes_keeps_filled_sections(tmp_path):

@@ -51,6 +51,15 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def size(n_bytes: int) -> str:
+    """A file size: 3.68 GiB, 250.4 MiB, 12.0 KiB."""
+    units = ["KiB", "MiB", "GiB"]
+    n, unit = n_bytes / 1024, units.pop(0)
+    while n >= 1024 and units:
+        n, unit = n / 1024, units.pop(0)
+    return f"{n:.2f} {unit}" if unit == "GiB" else f"{n:.1f} {unit}"
+
+
 def p_value(p: float) -> str:
     """'p < 0.001' or 'p = 0.042'."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
