@@ -63,6 +63,9 @@ VARIANTS = [  # (name, finetune params over the baseline[, model params over 96 
     *((f"5 epochs at 128 px, blocks 1-4 cached, {k} views translated by up to 0.125",
        {"epochs": 5, "layers": 78, "augment": {"translation": 0.125, "views": k}},
        {"input_size": 128}) for k in (2, 4, 8)),
+    *((f"8 epochs at 128 px, blocks 1-4 cached, {k} views translated by up to {t}",
+       {"epochs": 8, "layers": 78, "augment": {"translation": t, "views": k}},
+       {"input_size": 128}) for k, t in ((2, 0.0), (8, 0.125))),
     ("3 epochs at 128 px, whole base, flips and random translation up to 0.125",
      {"epochs": 3, "layers": "all", "augment": {"translation": 0.125}}, {"input_size": 128}),
 ]
