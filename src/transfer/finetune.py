@@ -44,7 +44,12 @@ from transfer.runtime.paths import (
 )
 from transfer.runtime.stage import run_stage, seed_everything
 from transfer.training import auto_params, distribute, progressive_resizing, recipe
-from transfer.training.activation_cache import Split, layers_above_stride, on_activations
+from transfer.training.activation_cache import (
+    Split,
+    disk_bytes,
+    layers_above_stride,
+    on_activations,
+)
 from transfer.training.batches import Batches
 from transfer.training.fitting import fit_logged
 
@@ -122,7 +127,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStagePa
         if p.cacheable and any(layer.weights for layer in frozen_bottom):
             model, train_batches, val_batches = on_activations(
                 extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
-            record["cache_bytes"] = sum(f.stat().st_size for f in Path(tmp).glob("*.f32"))
+            record["cache_bytes"] = disk_bytes(Path(tmp))
         else:
             model, train_batches, val_batches = on_images(extractor, head, train, val, params,
                                                           strategy)

@@ -75,6 +75,11 @@ def cache(run: engines.Runner, shape: tuple[int, ...], x: np.ndarray, batch_size
     return out
 
 
+def disk_bytes(directory: Path) -> int:
+    """Bytes the cache files in `directory` hold."""
+    return sum(f.stat().st_size for f in directory.glob("*.f32"))
+
+
 def _inbound(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     """The layers whose outputs `layer` consumes."""
     return [t._keras_history.operation for node in layer._inbound_nodes
@@ -150,8 +155,7 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
     batches = (Batches(train_views, y_train, batch_size, params.seed),
                Batches(cache(run, shape, x_val, bs, tmp, "val"), y_val, batch_size, params.seed,
                        shuffle=False))
-    size = sum(os.path.getsize(f) for f in tmp.glob("*.f32"))
     print(f"finetune: cached the frozen bottom's activations of {a.views} views of the "
           f"training images with {engine} in {time.perf_counter() - start:.1f}s, "
-          f"{size / 2**30:.2f} GiB on disk")
+          f"{disk_bytes(tmp) / 2**30:.2f} GiB on disk")
     return model, *batches
