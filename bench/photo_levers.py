@@ -1,7 +1,7 @@
 """Fine-tuning levers for photos, on the validation split of each photo set (issue 37).
 
     .venv/bin/python -m bench.photo_levers WORK DATASET [DATASET ...] [--fractions 0.1 1]
-        [--only default flips ...]
+        [--only default flips ...] [--val-min N]
 
 For each dataset and share of its training data, `fetch`, `features` and `train` run once in
 a workspace of their own under WORK (one per backbone), then `finetune` once per variant in
@@ -23,6 +23,7 @@ from transfer.params.overrides import merged
 from transfer.training import recipe
 
 # Each variant: (backbone, finetune params to set); a `lr` factor multiplies the rule's rate.
+# A backbone named `NAME@SIZE` runs at input size SIZE instead of its own.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("EfficientNetLite0", {}),
     "flips": ("EfficientNetLite0", {"augment": {"rotation": 0.0, "zoom": 0.0}}),
@@ -36,16 +37,26 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "Lite2": ("EfficientNetLite2", {}),
     "Lite2 3 epochs": ("EfficientNetLite2", {"epochs": 3}),
     "Lite1": ("EfficientNetLite1", {}),
+    "bottom rate 0.1": ("EfficientNetLite0", {"bottom_rate": 0.1}),
+    "bottom rate 0.01": ("EfficientNetLite0", {"bottom_rate": 0.01}),
+    "bottom rate 0.1 lr x2": ("EfficientNetLite0", {"bottom_rate": 0.1, "lr": 2.0}),
+    "Lite0 256 px": ("EfficientNetLite0@256", {}),
+    "Lite0 288 px": ("EfficientNetLite0@288", {}),
 }
 
 
-def prepared(work: Path, dataset: Path, fraction: float, backbone: str) -> dict:
-    """The workspace with `fetch`, `features` and `train` done; their seconds."""
+def prepared(work: Path, dataset: Path, fraction: float, backbone: str,
+             val_min: int | None) -> dict:
+    """The workspace with `fetch`, `features` and `train` done (`data.val_min` set to
+    `val_min` if given); their seconds."""
     done = work / "prepared.json"
     if done.exists():
         return json.loads(done.read_text())
     work.mkdir(parents=True, exist_ok=True)
-    write_params(work, folder_params(dataset, fraction, {"model": {"backbone": backbone}}))
+    name, _, size = backbone.partition("@")
+    model = {"backbone": name, **({"input_size": int(size)} if size else {})}
+    data = {} if val_min is None else {"val_min": val_min}
+    write_params(work, folder_params(dataset, fraction, {"model": model, "data": data}))
     seconds = {name: stage(work, name)["seconds"] for name in ("fetch", "features", "train")}
     done.write_text(json.dumps(seconds))
     return seconds
@@ -96,6 +107,8 @@ def main() -> None:
     parser.add_argument("datasets", type=Path, nargs="+")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--val-min", type=int, help="data.val_min for WORK's workspaces: a larger "
+                        "validation split, drawn first from the images outside the share")
     parser.add_argument("--table", action="store_true", help="print the table of WORK's runs")
     args = parser.parse_args()
     results = args.work / "results.jsonl"
@@ -114,7 +127,7 @@ def main() -> None:
                 if key in done:
                     continue
                 start = time.perf_counter()
-                before = prepared(work, dataset, fraction, backbone)
+                before = prepared(work, dataset, fraction, backbone, args.val_min)
                 row = {"dataset": dataset.name, "fraction": fraction, "variant": variant,
                        "prepare_seconds": before, "val": len(np.load(
                            work / "data/prepared/val_y.npy")), **finetune(work, changes)}

@@ -8,9 +8,11 @@ bottom runs once over each of `finetune.augment.views` fixed views of the traini
 its activations are cached (`transfer.training.activation_cache`).
 
 AdamW (decoupled weight decay) follows a linear warmup over the first `finetune.warmup` of the
-steps, then a cosine decay to 0. Training runs in `finetune.precision` (loss scaling for
-float16), with XLA if `finetune.jit_compile`, under `finetune.strategy` (see
-`transfer.training.distribute`); the saved model is float32 either way.
+steps, then a cosine decay to 0; with `finetune.bottom_rate` below 1, the base's rate falls
+geometrically from its top layer to its bottom one (`transfer.training.layer_rates`). Training
+runs in `finetune.precision` (loss scaling for float16), with XLA if `finetune.jit_compile`,
+under `finetune.strategy` (see `transfer.training.distribute`); the saved model is float32
+either way.
 
 Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 `dvclive/finetune/`, its epochs numbered after the head's so the curves join.
@@ -52,6 +54,7 @@ from transfer.training.activation_cache import (
 )
 from transfer.training.batches import Batches
 from transfer.training.fitting import fit_logged
+from transfer.training.layer_rates import LayerwiseAdamW, variable_scales
 
 
 def augmentation(p: AugmentParams) -> keras.Sequential:
@@ -132,8 +135,9 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStagePa
             model, train_batches, val_batches = on_images(extractor, head, train, val, params,
                                                           strategy)
         with strategy.scope():
-            optimizer = keras.optimizers.AdamW(
-                learning_rate_schedule(p, steps=p.epochs * len(train_batches)),
+            optimizer = LayerwiseAdamW(
+                variable_scales(model, top_layers, p.bottom_rate),
+                learning_rate=learning_rate_schedule(p, steps=p.epochs * len(train_batches)),
                 weight_decay=p.weight_decay)
             if p.precision == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

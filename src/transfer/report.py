@@ -72,7 +72,7 @@ USED = {  # the params Methods lists, with the values the run used (`auto` resol
     "model": ("backbone", "weights", "input_size", "cut_layer"),
     "train": ("epochs", "batch_size", "learning_rate", "dropout", "hidden_units", "patience"),
     "finetune": ("layers", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
-                 "label_smoothing", "start_size", "augment"),
+                 "bottom_rate", "label_smoothing", "start_size", "augment"),
     "evaluate": ("flip", "calibrate"),
     "audit": ("candidates", "max_shift", "min_correlation", "min_cosine")}
 EXPERIMENTS_FIGURE = "experiments.png"

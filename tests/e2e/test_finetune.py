@@ -168,13 +168,14 @@ def test_smoothed_loss_is_crossentropy_against_smoothed_labels():
 
 def test_progressive_resizing_end_to_end_with_every_epoch_kept(workdir, tiny_folder,
                                                                monkeypatch):
-    """With finetune.start_size the stage trains on growing sizes and saves a model that
-    resizes to model.input_size; TRANSFER_EPOCH_MODELS keeps each fine-tuning epoch's model,
-    which takes images of any size."""
+    """With finetune.start_size (and layer-wise rates, label smoothing) the stage trains on
+    growing sizes and saves a model that resizes to model.input_size; TRANSFER_EPOCH_MODELS
+    keeps each fine-tuning epoch's model, which takes images of any size."""
     monkeypatch.setenv(EPOCH_MODELS, str(workdir / "epochs"))
     write_params(workdir, **tiny_params(
         tiny_folder, model={"input_size": 48},
-        finetune={"layers": "all", "epochs": 2, "start_size": 32, "label_smoothing": 0.1}))
+        finetune={"layers": "all", "epochs": 2, "start_size": 32, "label_smoothing": 0.1,
+                  "bottom_rate": 0.1}))
     run_stages("fetch", "features", "train", "finetune")
     final = keras.models.load_model("models/finetuned.keras")
     assert final.input.shape[1:] == (16, 16, 3)

@@ -171,9 +171,10 @@ def test_closure_follows_packages_and_skips_type_checking(module):
 
 
 def test_the_code_that_can_rerun_a_stage_is_bounded():
-    """Summed over the stages, the lines of the package files in their deps stay under 10,500
+    """Summed over the stages, the lines of the package files in their deps stay under 10,600
     (10,946 before the catch-all modules were split, 8,947 after; the audit stage, calibration
-    and class maps added 1,328): a module is in a stage's deps because the stage runs it."""
+    and class maps added 1,328, layer-wise rates 47): a module is in a stage's deps because the
+    stage runs it."""
     lines = sum(len((ROOT / path).read_text().splitlines())
                 for stage in stages(ROOT / "dvc.yaml").values() for path in code_deps(stage))
-    assert lines <= 10_500
+    assert lines <= 10_600

@@ -69,6 +69,8 @@ class FinetuneParams(Section):
     learning_rate: auto(float, lambda v: v > 0, "a number > 0") = "auto"
     weight_decay: Number = rule(0.05, "a number >= 0", ge=0)
     warmup: Number = rule(0.05, "a number in [0, 1)", ge=0, lt=1)
+    bottom_rate: Number = rule(1.0, "a number in (0, 1] (1: one rate for every layer)", gt=0,
+                               le=1)
     label_smoothing: Number = rule(0.0, "a number in [0, 1)", ge=0, lt=1)
     start_size: StrictInt | None = rule(
         None, "null (model.input_size throughout) or an integer >= 32", ge=32)
