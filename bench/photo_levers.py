@@ -13,6 +13,7 @@ not repeated) and prints the table.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from bench.common import change_params, folder_params, params_of, script_parser,
 from transfer.params.overrides import merged
 from transfer.training import recipe
 
-# Each variant: (backbone, finetune params to set); a `lr` factor multiplies the rule's rate.
+# Each variant: (backbone, finetune params to set); a `lr` factor multiplies the rule's rate,
+# `min_steps` sets the epochs to at least 5 and enough for that many steps.
 # A backbone named `NAME@SIZE` runs at input size SIZE instead of its own.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("EfficientNetLite0", {}),
@@ -40,6 +42,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "bottom rate 0.1": ("EfficientNetLite0", {"bottom_rate": 0.1}),
     "bottom rate 0.01": ("EfficientNetLite0", {"bottom_rate": 0.01}),
     "bottom rate 0.1 lr x2": ("EfficientNetLite0", {"bottom_rate": 0.1, "lr": 2.0}),
+    "250 steps": ("EfficientNetLite0", {"min_steps": 250}),
+    "flips 250 steps": ("EfficientNetLite0", {"min_steps": 250,
+                                              "augment": {"rotation": 0.0, "zoom": 0.0}}),
     "Lite0 256 px": ("EfficientNetLite0@256", {}),
     "Lite0 288 px": ("EfficientNetLite0@288", {}),
 }
@@ -65,10 +70,13 @@ def prepared(work: Path, dataset: Path, fraction: float, backbone: str,
 def finetune(work: Path, changes: dict) -> dict:
     """`finetune` in `work` with `changes`; its summary, seconds and validation curve."""
     changes = dict(changes)
-    factor = changes.pop("lr", None)
+    factor, min_steps = changes.pop("lr", None), changes.pop("min_steps", None)
+    n_train = len(np.load(work / "data/prepared/train_y.npy"))
+    batch = recipe.batch_size(n_train)
     if factor:
-        n_train = len(np.load(work / "data/prepared/train_y.npy"))
-        changes["learning_rate"] = factor * recipe.learning_rate(recipe.batch_size(n_train))
+        changes["learning_rate"] = factor * recipe.learning_rate(batch)
+    if min_steps:
+        changes["epochs"] = max(5, math.ceil(min_steps / math.ceil(n_train / batch)))
     change_params(work, {"finetune": merged(params_of()["finetune"], changes)})
     seconds = stage(work, "finetune")["seconds"]
     summary = json.loads((work / "dvclive/finetune/metrics.json").read_text())
@@ -84,7 +92,7 @@ def table_row(r: dict, work: Path) -> str:
     head kept when that is not above it), the curve, the stage's seconds."""
     folder = work / f"{r['dataset']}-{r['fraction']:g}-{VARIANTS[r['variant']][0]}"
     val = r.get("val") or len(np.load(folder / "data/prepared/val_y.npy"))
-    epoch = r["best_epoch"] - r["epochs"] + len(r["curve"])
+    epoch = r["best_epoch"] - r["step"] - 1 + len(r["curve"])  # DVCLive's last step, from 0
     cells = [r["dataset"], f"{r['fraction']:.0%}", r["variant"], val, f"{100 * r['head_val']:.1f}%",
              f"{100 * r['best_val_accuracy']:.1f}% ({epoch}"
              f"{'' if r['improved'] else ', head kept'})",

@@ -1,14 +1,16 @@
-"""Old defaults against the recipe's rules on a photo dataset, at several shares of its data.
+"""An earlier recipe against today's defaults on a photo dataset, at several shares of its data.
 
-    python -m bench.photos DATASET [--fractions 0.01 0.1 1] [--out bench/results/photos-NAME.md]
+    python -m bench.photos DATASET [--fractions 0.01 0.1 1] [--baseline old | before-37]
+        [--out bench/results/photos-NAME.md]
 
 DATASET is an image folder or archive (`train/<class>/` beside `test/<class>/`). For each share
 of the training data, both recipes run the pipeline from `fetch` to `evaluate` in a workspace of
-their own under a temporary folder: "old" is the CIFAR-10-tuned defaults before `auto` (96 px,
-head batch 256, fine-tuning batch 128 at 1e-3, flips only, 10% of the share for validation),
-"new" is every default of params.yaml. Choices inside a run are made on its validation
-split; the test set gives the table's numbers, each with its Wilson 95% interval. Writes a
-Markdown table.
+their own under a temporary folder: the baseline is "old", the CIFAR-10-tuned defaults before
+`auto` (96 px, head batch 256, fine-tuning batch 128 at 1e-3, flips only, 10% of the share for
+validation), or "before-37", the photo recipe before issue 37 (random rotation and zoom 0.1
+besides flips); "new" is every default of params.yaml. Choices inside a run
+are made on its validation split; the test set gives the table's numbers, each with its
+Wilson 95% interval. Writes a Markdown table.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ STAGES = ("fetch", "features", "train", "finetune", "evaluate")
 OLD = {"model": {"input_size": 96}, "data": {"val_min": 0}, "train": {"batch_size": 256},
        "finetune": {"batch_size": 128, "learning_rate": 0.001,
                     "augment": {"rotation": 0.0, "zoom": 0.0}}}
+BASELINES = {"old": OLD,
+             "before-37": {"finetune": {"augment": {"rotation": 0.1, "zoom": 0.1}}}}
 
 
 def run(work: Path, dataset: Path, fraction: float, recipe: str) -> dict:
     """Run the stages in `work`; what the table shows."""
     work.mkdir(parents=True)
-    write_params(work, folder_params(dataset, fraction, OLD if recipe == "old" else {}))
+    write_params(work, folder_params(dataset, fraction, BASELINES.get(recipe, {})))
     start = time.perf_counter()
     peaks = {name: stage(work, name)["peak_memory_gb"] for name in STAGES}
     seconds = time.perf_counter() - start
@@ -47,6 +51,7 @@ def run(work: Path, dataset: Path, fraction: float, recipe: str) -> dict:
             "fetch_gb": peaks["fetch"], "peak_gb": max(peaks.values()),
             "input_size": dataset_json.get("input_size", 96),
             "batch": tuned.get("batch_size", 128), "rate": tuned.get("learning_rate", 0.001),
+            "rotation": tuned.get("augment", {}).get("rotation", 0.0),
             "val_head": head["best_val_accuracy"], "val_tuned": tuned["best_val_accuracy"],
             "kept_head": not tuned["improved"],
             **{model: (evaluation[model]["correct"], evaluation[model]["count"])
@@ -61,14 +66,16 @@ def cell(correct: int, count: int) -> str:
 
 def table(rows: list[dict]) -> str:
     """The Markdown table of every run."""
-    lines = ["| data | train / val images | recipe | input, batch, lr | val. head / fine-tuned "
+    lines = ["| data | train / val images | recipe | input, batch, lr, rotation and zoom "
+             "| val. head / fine-tuned "
              "| test head (95% CI) | test fine-tuned (95% CI) | wall time | peak memory: fetch, "
              "any stage |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kept = " (head kept)" if r["kept_head"] else ""
         lines.append(
             f"| {r['fraction']:.0%} | {r['train']:,} / {r['val']:,} | {r['recipe']} | "
-            f"{r['input_size']} px, {r['batch']}, {r['rate']:g} | {100 * r['val_head']:.1f}% / "
+            f"{r['input_size']} px, {r['batch']}, {r['rate']:g}, {r['rotation']:g}"
+            f" | {100 * r['val_head']:.1f}% / "
             f"{100 * r['val_tuned']:.1f}% | {cell(*r['head'])} | {cell(*r['finetuned'])}{kept} | "
             f"{r['seconds']:.0f} s | {r['fetch_gb']:.2f}, {r['peak_gb']:.2f} GB |")
     return "\n".join(lines)
@@ -79,19 +86,22 @@ def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    parser.add_argument("--baseline", choices=list(BASELINES), default="old")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     dataset = args.dataset.resolve()
     name = dataset.name.split(".")[0]
-    out = args.out or RESULTS / f"photos-{name}.md"
+    suffix = "" if args.baseline == "old" else f"-{args.baseline}"
+    out = args.out or RESULTS / f"photos-{name}{suffix}.md"
     rows = []
     with tempfile.TemporaryDirectory(prefix="photos-bench-") as tmp:
         for fraction in args.fractions:
-            for recipe in ("old", "new"):
+            for recipe in (args.baseline, "new"):
                 rows.append(run(Path(tmp) / f"{recipe}-{fraction}", dataset, fraction, recipe))
                 print(table(rows).splitlines()[-1], flush=True)
-    out.write_text(f"# Old defaults against the recipe on {name}\n\n`python -m bench.photos "
-                   f"{args.dataset}` on {os.cpu_count()} cores.\n\n{table(rows)}\n")
+    out.write_text(f"# The {args.baseline} recipe against today's defaults on {name}\n\n"
+                   f"`python -m bench.photos {args.dataset} --baseline {args.baseline}` on "
+                   f"{os.cpu_count()} cores.\n\n{table(rows)}\n")
     print(f"wrote {out}")
 
 
