@@ -4,9 +4,9 @@
 
 Each WORKSPACE is one that has run `fetch`, `features` and `train` (`bench.photo_levers`
 leaves them). The frozen extractor runs over COPIES - 1 augmented copies of every training
-image (the photo recipe's flip, rotation and zoom) besides the image itself, and the head is
-fitted on all of them as `train` fits it (its params, batch rule, early stopping on
-validation); only the validation split is read. Prints the validation accuracy per number of
+image (flips, and rotation and zoom up to ROTATION_ZOOM, the photo recipe before issue 37)
+besides the image itself, and the head is fitted on all of them as `train` fits it (its
+params, batch rule, early stopping on validation); only the validation split is read. Prints the validation accuracy per number of
 copies, the extractor's seconds, and writes WORKSPACE/augmented_head.json.
 """
 
@@ -22,15 +22,17 @@ import numpy as np
 from bench.common import params_of, script_parser
 from transfer.models.heads import build_head
 from transfer.params.training import TrainParams
-from transfer.training import auto_params, recipe
+from transfer.training import auto_params
+
+ROTATION_ZOOM = 0.1  # the augmented copies' random rotation (share of a turn) and zoom
 
 
 def augmented_features(extractor: keras.Model, images: np.ndarray, copies: int,
                        seed: int) -> np.ndarray:
     """The extractor's features of `images`, then of `copies` - 1 augmented copies of them."""
     augment = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=seed),
-                                keras.layers.RandomRotation(recipe.PHOTO_AUGMENT, seed=seed),
-                                keras.layers.RandomZoom(recipe.PHOTO_AUGMENT, seed=seed)])
+                                keras.layers.RandomRotation(ROTATION_ZOOM, seed=seed),
+                                keras.layers.RandomZoom(ROTATION_ZOOM, seed=seed)])
     parts = [extractor.predict(images, batch_size=64, verbose=0)]
     for _ in range(copies - 1):
         augmented = np.concatenate([augment(images[i:i + 64], training=True)
