@@ -6,8 +6,9 @@ Each WORKSPACE is one that has run `fetch`, `features` and `train` (`bench.photo
 leaves them). The frozen extractor runs over COPIES - 1 augmented copies of every training
 image (flips, and rotation and zoom up to ROTATION_ZOOM, the photo recipe before issue 37)
 besides the image itself, and the head is fitted on all of them as `train` fits it (its
-params, batch rule, early stopping on validation); only the validation split is read. Prints the validation accuracy per number of
-copies, the extractor's seconds, and writes WORKSPACE/augmented_head.json.
+params, batch rule, early stopping on validation); only the validation split is read. Prints
+the validation accuracy per number of copies, the extractor's seconds, and writes
+WORKSPACE/augmented_head.json.
 """
 
 from __future__ import annotations
