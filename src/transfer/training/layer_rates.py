@@ -10,7 +10,12 @@ Measured on three photo sets: no gain (bench/results/tuning.md), so the default 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def variable_scales(model: keras.Model, base_layers: list[keras.layers.Layer],
@@ -34,7 +39,8 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         super().__init__(**kwargs)
         self.scales = scales
 
-    def update_step(self, gradient, variable, learning_rate) -> None:
+    def update_step(self, gradient: tf.Tensor, variable: tf.Variable,
+                    learning_rate: tf.Tensor) -> None:
         """AdamW's update at this variable's share of `learning_rate`."""
         scale = self.scales[self._get_variable_index(variable)]
         super().update_step(gradient, variable, learning_rate * scale)
