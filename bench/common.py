@@ -94,9 +94,11 @@ def unpacked(source: Path, work: Path) -> Path:
 
 
 def launch(repo: Path, *args: str) -> subprocess.Popen:
-    """Start a command in `repo` with this interpreter's tools on PATH (and `repo`'s own
-    `src/`, if it has one, ahead of the installed package)."""
-    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "TF_CPP_MIN_LOG_LEVEL": "3",
+    """Start a command in `repo` with this interpreter's tools on PATH, and ahead of the
+    installed package `repo`'s own `src/`, or for a workspace without one this benchmark's
+    (so that a benchmark run from a copy of the project runs the copy's code)."""
+    src = repo / "src" if (repo / "src").is_dir() else ROOT / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "TF_CPP_MIN_LOG_LEVEL": "3",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
