@@ -8,9 +8,9 @@ of the training data, both recipes run the pipeline from `fetch` to `evaluate` i
 their own under a temporary folder: the baseline is "old", the CIFAR-10-tuned defaults before
 `auto` (96 px, head batch 256, fine-tuning batch 128 at 1e-3, flips only, 10% of the share for
 validation), or "before-37", the photo recipe before issue 37 (random rotation and zoom 0.1
-besides flips); "new" is every default of params.yaml. Choices inside a run
-are made on its validation split; the test set gives the table's numbers, each with its
-Wilson 95% interval. Writes a Markdown table.
+besides flips); "new" is every default of params.yaml. Choices inside a run are made on its
+validation split; the test set gives the table's numbers, each with its Wilson 95% interval.
+Writes a Markdown table.
 """
 
 from __future__ import annotations
