@@ -4,7 +4,7 @@
 
 Each WORKSPACE is one that has run `fetch`, `features` and `train` (`bench.photo_levers`
 leaves them). The frozen extractor runs over COPIES - 1 augmented copies of every training
-image (flips, and rotation and zoom up to ROTATION_ZOOM, the photo recipe before issue 37)
+image (flips, rotation and zoom as the photo recipe before issue 37 had them: BEFORE_37)
 besides the image itself, and the head is fitted on all of them as `train` fits it (its
 params, batch rule, early stopping on validation); only the validation split is read. Prints
 the validation accuracy per number of copies, the extractor's seconds, and writes
@@ -21,19 +21,20 @@ import keras
 import numpy as np
 
 from bench.common import params_of, script_parser
+from bench.photos import BASELINES
 from transfer.models.heads import build_head
 from transfer.params.training import TrainParams
 from transfer.training import auto_params
 
-ROTATION_ZOOM = 0.1  # the augmented copies' random rotation (share of a turn) and zoom
+BEFORE_37 = BASELINES["before-37"]["finetune"]["augment"]  # rotation (share of a turn), zoom
 
 
 def augmented_features(extractor: keras.Model, images: np.ndarray, copies: int,
                        seed: int) -> np.ndarray:
     """The extractor's features of `images`, then of `copies` - 1 augmented copies of them."""
     augment = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=seed),
-                                keras.layers.RandomRotation(ROTATION_ZOOM, seed=seed),
-                                keras.layers.RandomZoom(ROTATION_ZOOM, seed=seed)])
+                                keras.layers.RandomRotation(BEFORE_37["rotation"], seed=seed),
+                                keras.layers.RandomZoom(BEFORE_37["zoom"], seed=seed)])
     parts = [extractor.predict(images, batch_size=64, verbose=0)]
     for _ in range(copies - 1):
         augmented = np.concatenate([augment(images[i:i + 64], training=True)
