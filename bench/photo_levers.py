@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.photo_levers WORK DATASET [DATASET ...] [--fractions 0.1 1]
         [--only default flips ...] [--val-min N]
+    .venv/bin/python -m bench.photo_levers WORK --table
 
 For each dataset and share of its training data, `fetch`, `features` and `train` run once in
 a workspace of their own under WORK (one per backbone), then `finetune` once per variant in
@@ -112,7 +113,7 @@ def main() -> None:
     """Run every variant on every dataset and share; print and keep the results."""
     parser = script_parser(__doc__)
     parser.add_argument("work", type=Path)
-    parser.add_argument("datasets", type=Path, nargs="+")
+    parser.add_argument("datasets", type=Path, nargs="*")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--val-min", type=int, help="data.val_min for WORK's workspaces: a larger "
@@ -123,6 +124,8 @@ def main() -> None:
     if args.table:
         print(table([json.loads(line) for line in results.read_text().splitlines()], args.work))
         return
+    if not args.datasets:
+        parser.error("give at least one DATASET, or --table")
     args.work.mkdir(parents=True, exist_ok=True)
     lines = results.read_text().splitlines() if results.exists() else []
     done = {(r["dataset"], r["fraction"], r["variant"]) for r in map(json.loads, lines)}
