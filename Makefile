@@ -7,8 +7,9 @@ EXTRAS ?= dev
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # One pytest worker per core, each given whole test files (so a module's fixtures run once),
-# the longest files first (tests/conftest.py, LONGEST_FIRST).
-PYTEST := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
+# the longest files first (tests/conftest.py, LONGEST_FIRST); under bin/python, so the tests
+# run with the stages' memory allocator (TRANSFER_ALLOCATOR=glibc: without).
+PYTEST := bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 .PHONY: venv repro study plots test test-fast lint bench clean
 

@@ -142,7 +142,7 @@ def workload_sections(w: Workload) -> dict:
 def stage_memory(output: str) -> dict[str, float]:
     """Peak resident GB of each stage, from the line every stage prints when it ends."""
     return {m[1]: float(m[2]) for m in
-            re.finditer(r"^(\w+): [\d.]+ s wall, peak memory ([\d.]+) GB$", output, re.M)}
+            re.finditer(r"^(\w+): [\d.]+ s wall, peak memory ([\d.]+) GB, ", output, re.M)}
 
 
 def engine_table(repo: Path, batch_size: int, count: int) -> list[tuple[str, float, float]]:
