@@ -103,7 +103,8 @@ def fetch_folder(p: DataParams, m: ModelParams, seed: int,
         layout = find_layout(top, p.test_folder)
         dataset = scan_folder(layout)
         if dataset.ignored:
-            print(f"fetch: ignored {dataset.ignored} non-image file(s) in {p.path}")
+            print(f"fetch: ignored {dataset.ignored} file(s) in {p.path} that are not images or "
+                  f"are hidden (._*, .DS_Store, __MACOSX/, hidden folders)")
         side = median_side(dataset.train.paths)
         input_size, size = sizes(p, m, side)
         if p.skip_corrupt:

@@ -242,7 +242,7 @@ def test_fetch_mixed_modes_and_stray_files(workdir, tmp_path, capsys):
     (root / "train" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     save(root / "train" / ".ipynb_checkpoints" / "gray.png", Image.new("L", (8, 8)))
     out = run_fetch(workdir, root)
-    assert "ignored 12 non-image file(s)" in capsys.readouterr().out
+    assert "ignored 14 file(s)" in capsys.readouterr().out  # 3 in each class folder, 2 more
     images = []
     for split, count in (("train", 10), ("val", 4), ("test", 14)):
         x, y = load_prepared(out, split)
@@ -379,6 +379,45 @@ def test_fetch_reads_archive(workdir, tmp_path, unpack_dir, fmt):
     assert np.bincount(load_prepared(out, "val")[1]).tolist() == [1, 1]
     assert np.bincount(load_prepared(out, "test")[1]).tolist() == [2, 2]
     assert list(unpack_dir.iterdir()) == []
+
+
+def with_mac_leftovers(folder: Path) -> int:
+    """Add what a copy from a Mac leaves in an image folder: an AppleDouble `._name` beside
+    every image (a suffix that reads as an image), `.DS_Store` and `Thumbs.db` in each folder,
+    and `__MACOSX/` at the top mirroring the tree; the number of files added."""
+    added = 0
+    for image in sorted(folder.rglob("*.png")):
+        (image.parent / f"._{image.name}").write_bytes(b"\0\5\x16\7 not an image")
+        mirror = folder / "__MACOSX" / image.relative_to(folder).parent / f"._{image.name}"
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        mirror.write_bytes(b"\0\5\x16\7")
+        added += 2
+    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        if "__MACOSX" not in sub.parts:
+            (sub / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+            (sub / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+            added += 2
+    return added
+
+
+@pytest.mark.parametrize("layout", ["train-test", "flat"])
+@pytest.mark.parametrize("fmt", ["folder", "zip"])
+def test_fetch_skips_mac_leftovers(workdir, tmp_path, capsys, layout, fmt):
+    """A folder copied from a Mac (._* beside each photo, .DS_Store, Thumbs.db, __MACOSX/), in
+    either layout, as a folder or a zip, reads the photos alone and says how many files it
+    ignored; __MACOSX/ is never taken for a class."""
+    root = make_image_folder(tmp_path / "src" / "photos", ["cat", "dog"], 6, 3)
+    if layout == "flat":  # one folder of class folders: the test set is split off
+        shutil.rmtree(root / "test")
+        root = root / "train"
+    added = with_mac_leftovers(root)
+    path = root if fmt == "folder" else Path(shutil.make_archive(str(tmp_path / "photos"),
+                                                                  "zip", root))
+    out = run_fetch(workdir, path)
+    assert f"ignored {added} file(s)" in capsys.readouterr().out
+    assert json.loads((out / "classes.json").read_text()) == ["cat", "dog"]
+    total = sum(len(load_prepared(out, split)[1]) for split in ("train", "val", "test"))
+    assert total == (12 if layout == "flat" else 18)
 
 
 def test_archive_without_train_folder(workdir, tmp_path, unpack_dir):

@@ -171,10 +171,14 @@ def test_closure_follows_packages_and_skips_type_checking(module):
 
 
 def test_the_code_that_can_rerun_a_stage_is_bounded():
-    """Summed over the stages, the lines of the package files in their deps stay under 10,600
+    """Summed over the stages, the lines of the package files in their deps stay under 12,100
     (10,946 before the catch-all modules were split, 8,947 after; the audit stage, calibration
-    and class maps added 1,328, layer-wise rates 47): a module is in a stage's deps because the
-    stage runs it."""
+    and class maps added 1,328, layer-wise rates 47; 10,555 before every stage checked its
+    inputs and named its allocator, names from the data were escaped, `fit` printed lines in a
+    log and the figures were sized for the PDF: +807; 11,362 before the report became typed
+    values with the article's story, its choices and data-driven Discussion, the hero figure
+    and the unflipped scores: +643): a module is in a stage's deps because the stage runs
+    it."""
     lines = sum(len((ROOT / path).read_text().splitlines())
                 for stage in stages(ROOT / "dvc.yaml").values() for path in code_deps(stage))
-    assert lines <= 10_600
+    assert lines <= 12_100

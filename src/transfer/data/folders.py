@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import tarfile
 import tempfile
@@ -19,6 +20,13 @@ from transfer.runtime.errors import UserError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+MACOS_FORKS = "__MACOSX"  # the folder of AppleDouble files (._name) that macOS's zip adds
+
+
+def hidden(path: Path) -> bool:
+    """True for what file managers hide or macOS adds: names starting with `.` (.DS_Store,
+    the AppleDouble `._IMG_0001.jpg` beside each photo copied from a Mac) and `__MACOSX/`."""
+    return path.name.startswith(".") or path.name == MACOS_FORKS
 
 
 class DataError(UserError):
@@ -41,6 +49,7 @@ class Layout:
     root: Path
     train: Path
     test: Path | None
+    top: Path  # the folder the dataset was found in (data.path, or the archive unpacked)
 
     def describe(self) -> str:
         """The layout in words, as `fetch` prints it and the paper says it."""
@@ -55,7 +64,7 @@ class Layout:
 @dataclass(frozen=True)
 class FolderDataset:
     """An image-folder dataset: sorted class names, its train and test splits (test is None
-    until split off train), skipped files, and its layout."""
+    until split off train), how many other files its folder holds, and its layout."""
 
     classes: list[str]
     train: FolderSplit
@@ -92,15 +101,19 @@ def opened_folder(path: str | Path) -> Iterator[Path]:
 
 def _holds_class_folders(folder: Path) -> bool:
     """True if some visible sub-folder of `folder` holds an image file directly."""
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for d in _class_dirs(folder).values()
-               for p in d.iterdir())
+    return any(_is_image(p) for d in _class_dirs(folder).values() for p in d.iterdir())
+
+
+def _is_image(path: Path) -> bool:
+    """True for a visible file with an image suffix."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not hidden(path) and path.is_file()
 
 
 def find_layout(top: Path, test_folder: str = "") -> Layout:
     """Find the dataset in `top` (itself or one folder down): `train/` beside a held-out
     folder (`test/`, `val/`, `valid/` or `validation/`; `test_folder` picks one when there are
     several), `train/` alone, or one folder of class folders."""
-    candidates = [top] + sorted(p for p in top.iterdir() if p.is_dir())
+    candidates = [top] + sorted(p for p in top.iterdir() if p.is_dir() and not hidden(p))
     for candidate in candidates:
         if not (candidate / "train").is_dir():
             continue
@@ -113,35 +126,38 @@ def find_layout(top: Path, test_folder: str = "") -> Layout:
         if len(held) > 1:
             raise DataError(f"{candidate}: both {held[0]}/ and {held[1]}/ could be the test set; "
                             f"set data.test_folder to one of: {', '.join(held)}")
-        return Layout(candidate, candidate / "train", candidate / held[0] if held else None)
+        return Layout(candidate, candidate / "train", candidate / held[0] if held else None, top)
     for candidate in candidates:
         if _holds_class_folders(candidate):
             if candidate != top and candidate.name in HELD_OUT:
                 raise DataError(f"{candidate}: only a held-out split ({candidate.name}/) is "
                                 f"there, no train/; to train on it, set data.path to {candidate}")
-            return Layout(candidate, candidate, None)
+            return Layout(candidate, candidate, None, top)
     raise DataError(f"{top}: no image folders found (expected train/<class>/ beside test/ or "
                     "val/, or one folder of <class>/ folders, at the top or one folder down)")
 
 
 def _class_dirs(split_dir: Path) -> dict[str, Path]:
     """Map class name to folder for every visible sub-folder of a split."""
-    return {p.name: p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    return {p.name: p for p in split_dir.iterdir() if p.is_dir() and not hidden(p)}
 
 
-def _scan_split(folder: Path, classes: list[str]) -> tuple[FolderSplit, int]:
-    """The images of `folder/<class>/` for every class, and how many other files were there."""
-    paths, labels, ignored = [], [], 0
+def _scan_split(folder: Path, classes: list[str]) -> FolderSplit:
+    """The images of `folder/<class>/` for every class."""
+    paths, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.is_file())
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-        ignored += len(files) - len(images)
+        images = sorted(p for p in (folder / name).iterdir() if _is_image(p))
         if not images:
             raise DataError(f"{folder / name}: class folder has no images "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         paths += images
         labels += [label] * len(images)
-    return FolderSplit(paths, np.asarray(labels, dtype=np.int64)), ignored
+    return FolderSplit(paths, np.asarray(labels, dtype=np.int64))
+
+
+def _file_count(folder: Path) -> int:
+    """The files under `folder`, at any depth."""
+    return sum(len(files) for _, _, files in os.walk(folder))
 
 
 def scan_folder(layout: Layout) -> FolderDataset:
@@ -156,9 +172,10 @@ def scan_folder(layout: Layout) -> FolderDataset:
                             f"in train: {only_train}, only in {layout.test.name}: {only_test})")
     if len(classes) < 2:
         raise DataError(f"{layout.train}: found {len(classes)} class folder(s), need at least 2")
-    train, ignored = _scan_split(layout.train, classes)
-    test, ignored_test = (None, 0) if layout.test is None else _scan_split(layout.test, classes)
-    return FolderDataset(classes, train, test, ignored + ignored_test, layout)
+    train = _scan_split(layout.train, classes)
+    test = None if layout.test is None else _scan_split(layout.test, classes)
+    images = len(train.paths) + (0 if test is None else len(test.paths))
+    return FolderDataset(classes, train, test, _file_count(layout.top) - images, layout)
 
 
 def split_off_test(dataset: FolderDataset, test_split: float,

@@ -19,24 +19,44 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+class Ticker:
+    """Progress lines for a log: `desc: done/total units (share), elapsed, about N s left`, at
+    most one every LOG_EVERY seconds (and one when the work ends, if `last_line`)."""
+
+    def __init__(self, desc: str, total: int | None, unit: str = "batch",
+                 last_line: bool = True) -> None:
+        """Start the clock for `total` units of work (None: not known)."""
+        self.desc, self.total, self.unit, self.last_line = desc, total, unit, last_line
+        self.start = self.last = time.perf_counter()
+
+    def tick(self, done: int) -> None:
+        """`done` units are done: print a line if LOG_EVERY seconds passed since the last one."""
+        now = time.perf_counter()
+        finished = done == self.total
+        if now - self.last < LOG_EVERY and not (finished and self.last_line):
+            return
+        self.last, elapsed = now, now - self.start
+        if self.total:
+            count = f"{done}/{self.total} {self.unit}es ({done / self.total:.0%})"
+            left = "" if finished else f", about {elapsed / done * (self.total - done):.0f} s left"
+        else:
+            count, left = f"{done} {self.unit}es", ""
+        print(f"{self.desc}: {count}, {elapsed:.0f} s{left}", flush=True)
+
+
 def progress(items: Iterable[T], total: int, desc: str, unit: str = "batch") -> Iterator[T]:
-    """`items` with a tqdm bar on a terminal, else a line every LOG_EVERY seconds and at the end:
-    `desc: done/total units (share), elapsed, about N s left`."""
+    """`items` with a tqdm bar on a terminal, else a line every LOG_EVERY seconds and at the end
+    (`Ticker`)."""
     if on_terminal():
         yield from tqdm(items, total=total, desc=desc, unit=unit, mininterval=1)
         return
-    start = last = time.perf_counter()
-    done = 0
+    ticker = Ticker(desc, total, unit)
     for done, item in enumerate(items, 1):
         yield item
-        now = time.perf_counter()
-        if now - last >= LOG_EVERY or done == total:
-            last, elapsed = now, now - start
-            left = f", about {elapsed / done * (total - done):.0f} s left" if done < total else ""
-            print(f"{desc}: {done}/{total} {unit}es ({done / total:.0%}), {elapsed:.0f} s"
-                  f"{left}", flush=True)
+        ticker.tick(done)
 
 
 def keras_verbosity() -> int:
-    """`fit`'s verbose: a progress bar on a terminal, one line per epoch otherwise."""
+    """`fit`'s verbose: a progress bar on a terminal, one line per epoch otherwise (with
+    `transfer.training.fitting`'s lines within the epoch)."""
     return 1 if on_terminal() else 2

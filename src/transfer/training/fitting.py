@@ -17,9 +17,51 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from transfer.runtime.commits import require_commit
-from transfer.runtime.progress import keras_verbosity
+from transfer.runtime.progress import Ticker, keras_verbosity, on_terminal
 
 EPOCH_MODELS = "TRANSFER_EPOCH_MODELS"  # environment variable: a folder for every epoch's model
+
+
+class LogLines(keras.callbacks.Callback):
+    """Lines within each epoch for a log (Keras's own verbose=2 prints one per epoch): the
+    epoch, the batch of training or validation, elapsed time and about how long is left, at
+    least every LOG_EVERY seconds, so that a slow run can be told from a hung one."""
+
+    def __init__(self, stage: str, validation_steps: int | None) -> None:
+        """Lines headed `stage`; `validation_steps` per epoch, if known."""
+        super().__init__()
+        self.stage, self.validation_steps = stage, validation_steps
+        self.epoch, self.ticker = 0, Ticker(stage, None)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Start the epoch's training clock."""
+        self.epoch = epoch + 1
+        self.ticker = Ticker(f"{self.stage}: epoch {self.epoch}/{self.params['epochs']}, "
+                             "training", self.params.get("steps"), last_line=False)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """A line if one is due."""
+        self.ticker.tick(batch + 1)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        """Start the epoch's validation clock."""
+        self.ticker = Ticker(f"{self.stage}: epoch {self.epoch}/{self.params['epochs']}, "
+                             "validation", self.validation_steps, last_line=False)
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """A line if one is due."""
+        self.ticker.tick(batch + 1)
+
+
+def steps_of(data: object, batch_size: int | None) -> int | None:
+    """The batches in one pass over validation `data` (arrays in batches of `batch_size`, a
+    tf.data.Dataset or a Keras PyDataset), if known."""
+    if isinstance(data, tuple) and batch_size:
+        return -(-len(data[0]) // batch_size)
+    if hasattr(data, "cardinality"):
+        steps = int(data.cardinality())
+        return steps if steps > 0 else None
+    return len(data) if hasattr(data, "__len__") else None
 
 
 def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
@@ -44,6 +86,9 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
             Path(os.environ[EPOCH_MODELS]) / live_dir.name / "epoch-{epoch:02d}.keras"))
     if patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience))
+    if not on_terminal():
+        callbacks.append(LogLines(live_dir.name, steps_of(fit_args.get("validation_data"),
+                                                          fit_args.get("batch_size"))))
     require_commit()
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         live.step = first_epoch
