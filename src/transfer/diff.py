@@ -26,10 +26,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from transfer.paper import charts, publish
+from transfer.paper import charts, escape, publish
+from transfer.paper.escape import Markdown
 from transfer.paper.experiments import flatten, format_value, read_at, same_test_set
 from transfer.paper.stats import discordant, mcnemar_p
-from transfer.paper.wording import Table, markdown_table, p_value, percent, plural, points
+from transfer.paper.wording import (
+    Table,
+    code,
+    markdown_table,
+    p_value,
+    percent,
+    plural,
+    points,
+)
 from transfer.runtime.errors import UserError
 from transfer.runtime.files import atomic_path
 from transfer.runtime.paths import (
@@ -99,9 +108,8 @@ def params_table(a: Run, b: Run) -> tuple[Table, dict, dict]:
     pa, pb = (flatten(yaml.safe_load(run.read(PARAMS))) for run in (a, b))
     keys = [k for k in dict.fromkeys([*pa, *pb]) if not k.startswith("report.")
             and format_value(pa.get(k)) != format_value(pb.get(k))]
-    rows = [[f"`{k}`", f"`{format_value(pa.get(k))}`", f"`{format_value(pb.get(k))}`"]
-            for k in keys]
-    return Table("Params that differ (`params.yaml`).", ["param", a.name, b.name], rows,
+    rows = [[code(k), code(format_value(pa.get(k))), code(format_value(pb.get(k)))] for k in keys]
+    return Table(Markdown("Params that differ (`params.yaml`)."), ["param", a.name, b.name], rows,
                  ""), pa, pb
 
 
@@ -118,8 +126,8 @@ def headline_table(a: Run, b: Run) -> Table:
             cells = [percent(x, 2), percent(y, 2)]
             change = "—" if None in (x, y) else f"{points(y - x)} points"
         rows.append([label, *cells, change])
-    return Table("Headline numbers (`metrics/summary.json`).", ["", a.name, b.name, "change"],
-                 rows, "")
+    return Table(Markdown("Headline numbers (`metrics/summary.json`)."),
+                 ["", a.name, b.name, "change"], rows, "")
 
 
 def predictions(run: Run) -> list[dict]:
@@ -182,15 +190,17 @@ def paper_changes(a: Run, b: Run) -> str:
     changes = changed_sentences(first, second)
     if not changes:
         return "The two papers say the same."
-    return "\n".join(f"- **{a.name if sign == '-' else b.name}:** {text}" for sign, text in changes)
+    return "\n".join(f"- **{escape.markdown(a.name if sign == '-' else b.name)}:** {text}"
+                     for sign, text in changes)
 
 
 def markdown(a: Run, b: Run, examples: int, figures: Path) -> str:
     """The diff page as Markdown; its figures drawn into `figures`."""
     params, pa, pb = params_table(a, b)
     rows_a, rows_b = predictions(a), predictions(b)
-    parts = [f"# {a.name} → {b.name}", "",
-             f"What changed from {a.name} (`{a.rev}`) to {b.name} (`{b.rev}`).", "",
+    name_a, name_b = escape.markdown(a.name), escape.markdown(b.name)
+    parts = [f"# {name_a} → {name_b}", "",
+             f"What changed from {name_a} ({code(a.rev)}) to {name_b} ({code(b.rev)}).", "",
              "## Params", "",
              markdown_table(params) if params.rows else "The same params.", "",
              "## Headline numbers", "", markdown_table(headline_table(a, b)), ""]
@@ -199,20 +209,20 @@ def markdown(a: Run, b: Run, examples: int, figures: Path) -> str:
         ok_b = [r["predicted"] == r["actual"] for r in rows_b]
         broken, fixed = discordant(ok_a, ok_b)
         parts += ["## Test images", "",
-                  f"On the same {len(rows_a):,} test images, {b.name} gets {len(fixed):,} right "
-                  f"that {a.name} got wrong (fixed) and {len(broken):,} wrong that {a.name} got "
+                  f"On the same {len(rows_a):,} test images, {name_b} gets {len(fixed):,} right "
+                  f"that {name_a} got wrong (fixed) and {len(broken):,} wrong that {name_a} got "
                   f"right (broken). McNemar's exact test: "
                   f"{p_value(mcnemar_p(len(broken), len(fixed)))}.", ""]
         for label, indices, good in (("Fixed", fixed, True), ("Broken", broken, False)):
             if indices:
                 shown = indices[:examples]
                 draw_changed(b, rows_a, rows_b, shown, good, figures / f"{label.lower()}.png")
-                parts += [f"![{label}: {plural(len(indices), 'test image')} {b.name} gets "
-                          f"{'right' if good else 'wrong'} and {a.name} "
+                parts += [f"![{label}: {plural(len(indices), 'test image')} {name_b} gets "
+                          f"{'right' if good else 'wrong'} and {name_a} "
                           f"{'wrong' if good else 'right'}, the first {len(shown)} shown]"
                           f"(figures/{label.lower()}.png)", "",
-                          f"*{label}: each image's true class, then {a.name}'s answer → "
-                          f"{b.name}'s.*", ""]
+                          f"*{label}: each image's true class, then {name_a}'s answer → "
+                          f"{name_b}'s.*", ""]
         classes = json.loads(b.read(CLASSES))
         parts += ["## Per class", "", markdown_table(per_class_table(a, b, classes)), ""]
     else:

@@ -7,10 +7,13 @@ with `evaluate.flip`, the probabilities averaged over each image and its mirror 
 on the validation split, see `transfer.models.calibration`), is compiled, and saved as
 `models/model.keras` and `models/cifar10.h5`. The fine-tuned model's passes over the
 validation and test images run on `evaluate.engine` (`transfer.models.engines`). Writes
-`metrics/evaluate.json` (scores, and each model's temperature with its calibration error and
+`metrics/evaluate.json` (scores; with `evaluate.flip` also the fine-tuned model's on the
+images as they are, `finetuned_unflipped`, so that fine-tuning and the flips are separate
+effects; and each model's temperature with its calibration error and
 NLL on the test set before and after it), `eval/predictions.csv` (one row per test image;
 `dvc plots` draws the confusion matrix from its `actual` and `predicted` columns) and
-`eval/class_maps.npz` (Grad-CAM maps of `evaluate.maps` right and as many wrong test images).
+`eval/class_maps.npz` (Grad-CAM maps of `evaluate.maps` right and as many wrong test images,
+and the name of the layer they map).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 from transfer.data.arrays import load_split
 from transfer.models import calibration, engines
 from transfer.models import flip_average as test_time
-from transfer.models.class_maps import grad_cam
+from transfer.models.class_maps import grad_cam, mapped_layer
 from transfer.models.saving import save_model
 from transfer.models.temperature import temperature_scaled
 from transfer.params.evaluation import EvaluateStageParams
@@ -97,10 +100,12 @@ def write_class_maps(model: keras.Model, images: np.ndarray, probs: np.ndarray,
     """Grad-CAM maps of the predicted class for the images `chosen_for_maps` picks."""
     index = chosen_for_maps(probs, labels, count, seed)
     predicted = probs[index].argmax(axis=1)
-    maps = grad_cam(model, np.asarray(images[index], dtype=np.float32), predicted) if len(
+    layer = mapped_layer(model)
+    maps = grad_cam(model, layer, np.asarray(images[index], dtype=np.float32), predicted) if len(
         index) else np.zeros((0, 1, 1), dtype=np.float32)
     with atomic_path(CLASS_MAPS) as tmp, tmp.open("wb") as f:
-        np.savez(f, index=index, predicted=predicted, maps=maps.astype(np.float32))
+        np.savez(f, index=index, predicted=predicted, maps=maps.astype(np.float32),
+                 layer=np.array(layer.name))
 
 
 def main() -> None:
@@ -110,20 +115,23 @@ def main() -> None:
     classes = read_json(CLASSES)
     (x_val, y_val), (x_test, y_test) = (load_split(PREPARED, s) for s in ("val", "test"))
     tuned = keras.models.load_model(FINETUNED)
-    model = test_time.flip_averaged(tuned) if p.flip else tuned
     engine = engines.choose(p.engine, len(y_val) + len(y_test))
-    run = engines.runner(model, engine)
-    finetuned = {}
+    run = engines.runner(test_time.both_views(tuned) if p.flip else tuned, engine)
+    views = 2 if p.flip else 1  # with flips: the plain and the mirrored probabilities
+    plain, finetuned = {}, {}
     for split, x in (("val", x_val), ("test", x_test)):
-        finetuned[split] = np.zeros((len(x), len(classes)), dtype=np.float32)
-        engines.predict_batches(run, x, p.batch_size, finetuned[split], desc=split)
+        both = np.zeros((len(x), views * len(classes)), dtype=np.float32)
+        engines.predict_batches(run, x, p.batch_size, both, desc=split)
+        plain[split] = both[:, :len(classes)]
+        finetuned[split] = both.reshape(len(x), views, len(classes)).mean(axis=1)
     head_model = keras.models.load_model(HEAD)
     head = {split: head_model.predict(np.load(FEATURES / f"{split}_x.npy").astype(np.float32),
                                       batch_size=1024, verbose=0) for split in ("val", "test")}
     calibrated = {name: calibration.summary(probs["val"], y_val, probs["test"], y_test)
                   for name, probs in (("head", head), ("finetuned", finetuned))}
     temperature = calibrated["finetuned"]["temperature"]
-    exported = temperature_scaled(tuned, temperature, p.flip) if p.calibrate else model
+    exported = (temperature_scaled(tuned, temperature, p.flip) if p.calibrate else
+                test_time.flip_averaged(tuned) if p.flip else tuned)
     # Compiled so that `load_model(...).evaluate(...)` works as it is (the assignment's check).
     # Plain SGD keeps no per-weight state: what is saved is what loading builds, so loading
     # warns of no skipped optimizer variables (Adam's, never built here, would be).
@@ -139,6 +147,8 @@ def main() -> None:
                "finetuned": {**scores(finetuned["test"], y_test, classes, p.top_k),
                              "engine": engine, "calibration": calibrated["finetuned"],
                              "exported_calibrated": p.calibrate}}
+    if p.flip:
+        metrics["finetuned_unflipped"] = scores(plain["test"], y_test, classes, p.top_k)
     write_json(EVALUATION, metrics)
     print(f"evaluate: test accuracy head-only {metrics['head']['accuracy']:.4f}, "
           f"fine-tuned {metrics['finetuned']['accuracy']:.4f} on {len(y_test)} images; "

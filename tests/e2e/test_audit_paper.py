@@ -122,8 +122,8 @@ def test_planted_copies_reach_the_paper_and_calibration_keeps_the_argmax(workdir
     assert not np.allclose(probs.max(axis=1), uncalibrated, atol=1e-4)
     assert tempered(np.array([[0.5, 0.5]]), temperature)[0, 0] == pytest.approx(0.5)
 
-    for page in ("report/site/index.html", "report/paper.html"):
+    for page, least in (("report/site/index.html", 6), ("report/paper.html", 8)):
         alts = re.findall(r'<img [^>]*alt="([^"]*)"', Path(page).read_text())
-        assert len(alts) >= 8 and all(re.search(r"\d", alt) for alt in alts), alts
+        assert len(alts) >= least and all(re.search(r"\d", alt) for alt in alts), alts
     table = paper.split("*Table 1.")[1].split("###")[0]
     assert "auto" not in table.split("\n\n", 1)[1] and "input_size 64" in table

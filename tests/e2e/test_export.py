@@ -109,7 +109,8 @@ def test_h5_without_finetuning_serves_the_cached_features(workdir, cifar_like_fo
 def test_flip_averaging_in_the_exported_model(workdir, fine_tuned):
     """With evaluate.flip, cifar10.h5 and model.keras give the mean of the fine-tuned model's
     probabilities on each image and its mirror, the pipeline's metrics are theirs, and a plain
-    Python with only Keras loads the .h5; with evaluate.calibrate too, they give that mean
+    Python with only Keras loads the .h5; the fine-tuned model's own scores, without flips,
+    are recorded beside them; with evaluate.calibrate too, they give that mean
     tempered by the fitted temperature, the same classes."""
     evaluated(fine_tuned, workdir, flip=True, calibrate=False)
     x_test, y_test = preprocess_data(np.load("data/prepared/test_x.npy"),
@@ -123,7 +124,10 @@ def test_flip_averaging_in_the_exported_model(workdir, fine_tuned):
                                    atol=1e-6)
     loss, accuracy = keras.models.load_model("models/cifar10.h5").evaluate(
         x_test, y_test, batch_size=128, verbose=0)
-    assert accuracy == pytest.approx(read_json("metrics/evaluate.json")["finetuned"]["accuracy"])
+    tested = read_json("metrics/evaluate.json")
+    assert accuracy == pytest.approx(tested["finetuned"]["accuracy"])
+    plain = tuned.predict(x_test, verbose=0).argmax(axis=1) == y_test.argmax(axis=1)
+    assert tested["finetuned_unflipped"]["correct"] == plain.sum()  # fine-tuning without flips
     evaluated(fine_tuned, workdir, flip=True, calibrate=True)
     temperature = read_json("metrics/evaluate.json")["finetuned"]["calibration"]["temperature"]
     calibrated = keras.models.load_model("models/cifar10.h5").predict(x_test, verbose=0)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,18 @@ import yaml
 from conftest import ROOT, copy_project, tiny_params, write_params
 from PIL import Image
 
-from transfer.paper.stats import wilson_interval
+from transfer.paper.publish import prose
+from transfer.paper.stats import discordant, mcnemar_p, wilson_interval
 from transfer.paper.wording import size
 from transfer.runtime.files import read_json
 
 pytestmark = pytest.mark.slow
 STAGES = ("fetch", "features", "audit", "train", "finetune", "evaluate", "summary", "report")
-SECTIONS = ("Abstract", "Introduction", "Materials and Methods", "Results", "Discussion",
-            "Literature Cited", "Appendix")
+SECTIONS = ("Abstract", "Introduction", "What we tried and why", "Materials and Methods",
+            "Results", "Discussion", "Literature Cited", "Appendix")
+ARTICLE = ("Abstract", "Introduction", "What we tried and why", "How it was run", "Results",
+           "Discussion", "Literature Cited", "Code and full paper")
+ARTICLE_WORDS = 1600  # the article's prose at most (issue 50)
 
 
 RESULTS = ("metrics/evaluate.json", "dvclive/train/metrics.json",
@@ -240,7 +245,8 @@ def test_fresh_clone_pulls_every_output_from_a_remote_and_recomputes_nothing(pro
 
 
 def test_paper_has_every_section_and_figure(project):
-    """Title, the journal sections in order, and every figure file referenced and present."""
+    """Title, the journal sections in order, and every figure file referenced and present;
+    the picture at the top before the abstract."""
     report = project.repo / "report"
     paper = (report / "paper.md").read_text()
     assert paper.startswith("# ")
@@ -252,10 +258,10 @@ def test_paper_has_every_section_and_figure(project):
     on_disk = {f"figures/{p.name}" for p in (report / "figures").iterdir()}
     assert len(linked) >= 6 and linked <= on_disk and linked_medium <= on_disk
     assert linked | linked_medium == on_disk
-    for name in ("examples", "learning-curves", "confusion-matrix", "per-class-accuracy",
-                 "experiments"):
+    for name in ("hero", "examples", "learning-curves", "confusion-matrix",
+                 "per-class-accuracy", "experiments", "class-maps"):
         assert f"figures/{name}.png" in linked
-    assert paper.index("figures/examples.png") < paper.index("## Abstract")
+    assert paper.index("figures/hero.png") < paper.index("## Abstract")
     assert "### Motivation\n\nTo test the paper." in paper
     assert "**lr-high.** A learning rate ten times higher." in paper
     cache = read_json(project.repo / "dvclive/finetune/metrics.json")["cache_bytes"]
@@ -263,22 +269,96 @@ def test_paper_has_every_section_and_figure(project):
                           f"(the image and its mirror) and cached, {size(cache)} on disk") in paper
 
 
+def test_article_is_the_story_and_the_paper_the_record(project):
+    """The article (site, dev.to, Medium) has its sections in order, a "What we tried and
+    why" entry per choice, at most ARTICLE_WORDS words of prose, a link to the full paper and
+    no parameter dump, hash table or version list; the paper keeps all of them."""
+    report = project.repo / "report"
+    paper = (report / "paper.md").read_text()
+    for name in ("devto.md", "medium.md"):
+        article = (report / name).read_text()
+        positions = [article.index(f"\n## {section}\n") for section in ARTICLE]
+        assert positions == sorted(positions), name
+        tried = article.split("## What we tried and why\n")[1].split("\n## ")[0]
+        for choice in ("Backbone", "Input size", "Layers trained", "Cached cut", "Epochs",
+                       "Augmentation", "Test-time flips", "Calibration"):
+            assert f"- **{choice}: " in tried, (name, choice)
+        assert len(prose(article).split()) <= ARTICLE_WORDS, name
+        assert "](paper.pdf)" in article or "paper.pdf)" in article
+        for record in ("```yaml", "dvc.lock", "## Appendix", "Materials and Methods",
+                       "TensorFlow " + version("tensorflow")):
+            assert record not in article, (name, record)
+    for record in ("```yaml", "dvc.lock", "## Appendix", "TensorFlow " + version("tensorflow")):
+        assert record in paper, record
+    site = report / "site"
+    assert (site / "paper.pdf").read_bytes() == (report / "paper.pdf").read_bytes()
+    assert 'href="paper.pdf"' in (site / "index.html").read_text()
+
+
+def predictions(project) -> list[dict]:
+    """The test set's predictions, as `evaluate` wrote them."""
+    with (project.repo / "eval/predictions.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_discussion_says_only_what_its_numbers_bear(project):
+    """The Discussion's verdict on fine-tuning follows McNemar's test; the flips' share of the
+    gain is the difference of the two fine-tuned accuracies the results table gives."""
+    paper = (project.repo / "report/paper.md").read_text()
+    discussion = paper.split("## Discussion\n")[1].split("## Literature Cited")[0]
+    tested = read_json(project.repo / "metrics/evaluate.json")
+    head, tuned, plain = (tested[m] for m in ("head", "finetuned", "finetuned_unflipped"))
+    b, c = discordant([r["head_predicted"] == r["actual"] for r in predictions(project)],
+                      [r["predicted"] == r["actual"] for r in predictions(project)])
+    significant = mcnemar_p(len(b), len(c)) < 0.05
+    gain = tuned["accuracy"] - head["accuracy"]
+    itself, flips = (100 * (a["accuracy"] - b["accuracy"]) for a, b in ((plain, head),
+                                                                         (tuned, plain)))
+    if read_json(project.repo / "dvclive/finetune/metrics.json").get("improved") is False:
+        assert "so the model kept is the head on the frozen features" in discussion
+        assert "The gain from fine-tuning holds" not in discussion
+    elif significant and gain > 0:
+        assert "The gain from fine-tuning holds" in discussion
+    elif not significant:
+        assert "Fine-tuning made no difference this test set can tell" in discussion
+        assert "The gain from fine-tuning holds" not in discussion
+    else:
+        assert "Fine-tuning made the model worse" in discussion
+    assert f"test-time flips for {flips:+.1f}" in discussion or \
+        f"test-time flips change its test accuracy by {flips:+.1f} points" in discussion
+    if "so the model kept is the head" not in discussion:
+        assert f"Fine-tuning itself accounts for {itself:+.1f} points" in discussion
+        assert f"| fine-tuned, no flips | {100 * plain['accuracy']:.1f}% |" in paper
+
+
 def test_abstract_numbers_are_the_metrics(project):
-    """Accuracies, their intervals, counts and throughput in the abstract equal the files'."""
+    """Accuracies, their intervals, counts and throughput in the abstract equal the files';
+    its first 60 words give the headline accuracy, the baseline it improved on, the hardware
+    and the run's time."""
     repo = project.repo
     abstract = paper_sections((repo / "report/paper.md").read_text())["Abstract"]
     metrics = json.loads((repo / "metrics/evaluate.json").read_text())
     features = json.loads((repo / "metrics/features.json").read_text())
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    opening = " ".join(abstract.split("**", 2)[-1].split()[:60])  # after the random-weights note
+    for needed in (f"{100 * metrics['finetuned']['accuracy']:.1f}%",
+                   f"{100 * metrics['head']['accuracy']:.1f}%", features["device"],
+                   f"took {summary['minutes']:.1f} min"):
+        assert needed in opening, (needed, opening)
     for model in ("head", "finetuned"):
         scores = metrics[model]
         low, high = wilson_interval(scores["correct"], scores["count"])
         assert (f"{100 * scores['accuracy']:.1f}% (95% CI {100 * low:.1f}% – {100 * high:.1f}%)"
                 in abstract)
     gain = metrics["finetuned"]["accuracy"] - metrics["head"]["accuracy"]
-    assert f"{100 * gain:+.1f} percentage points" in abstract
+    if json.loads((repo / "dvclive/finetune/metrics.json").read_text()).get("improved"):
+        assert f"{100 * gain:+.1f} percentage points" in abstract
+    else:  # the head is the model kept: no gain to state
+        assert "never beat it on the validation images, so it is the model kept" in abstract
     assert f"{features['images']} images ({features['images_per_second']} images/s" in abstract
-    assert "18 training, 6 validation and 9 test images" in abstract
-    assert "random weights (`model.weights=none`)" in abstract
+    assert "with 18 training and 6 validation images" in abstract
+    assert "of the 9 " in abstract
+    assert "weights were random (`model.weights=none`)" in abstract
     assert "not a transfer-learning result" in abstract
 
 
@@ -326,25 +406,26 @@ def test_pdf_is_the_paper_typeset(project):
 
 
 def test_site_bundle_links_only_its_own_files(project):
-    """report/site/: index.html shows every figure of the paper from a PNG beside it, no
-    `data:` URI, no absolute path; every file in the folder is one it shows."""
+    """report/site/: index.html is the article, showing every figure of it from a PNG beside
+    it, no `data:` URI, no absolute path; every file in the folder is one it shows, or the
+    full paper it links to."""
     site = project.repo / "report/site"
     html = (site / "index.html").read_text()
     sources = re.findall(r'\bsrc="([^"]*)"', html)
-    paper = (project.repo / "report/paper.md").read_text()
-    assert sources == re.findall(r"^!\[[^\]]*\]\((figures/[^)]+)\)$", paper, flags=re.M)
+    article = (project.repo / "report/devto.md").read_text()
+    assert sources == re.findall(r"^!\[[^\]]*\]\((figures/[^)]+)\)$", article, flags=re.M)
     assert not re.search(r'(src|href)="(data:|/|file:)|url\(', html)
     assert all(not re.match(r"\w+:", link) or link.startswith("https://")
                for link in re.findall(r'\bhref="([^"]*)"', html))
     files = {str(p.relative_to(site)) for p in site.rglob("*") if p.is_file()}
-    assert files == {"index.html", *sources}
+    assert files == {"index.html", "paper.pdf", *sources}
     for source in sources:
         assert (site / source).read_bytes() == (project.repo / "report" / source).read_bytes()
 
 
 def test_devto_variant_has_front_matter(project):
     """report/devto.md: YAML front matter (title, description, tags, published: false), then
-    the paper without its title line."""
+    the article, which opens as the paper does (subtitle, author, date, the picture)."""
     text = (project.repo / "report/devto.md").read_text()
     _, matter, body = text.split("---\n", 2)
     front = yaml.safe_load(matter)
@@ -352,15 +433,16 @@ def test_devto_variant_has_front_matter(project):
     title, rest = paper.split("\n", 1)
     assert front["title"] == title.removeprefix("# ") and front["published"] is False
     assert front["tags"] == "machinelearning, keras, tensorflow, python"
-    assert "test accuracy after fine-tuning" in front["description"]
-    assert body.strip() == rest.strip()
+    assert "test accuracy for a head on the frozen base's features" in front["description"]
+    opening = rest.split("## Abstract")[0]  # the abstract itself: each cut its own
+    assert body.strip().startswith(opening.strip())
 
 
 def test_medium_variant_shows_tables_as_images(project):
     """No Markdown table in the Medium variant: each table is a picture instead."""
     medium = (project.repo / "report/medium.md").read_text()
     assert not re.search(r"^\s*\|.*\|\s*$", medium, flags=re.M)
-    assert "![Table 1](figures/table-parameters.png)" in medium
+    assert "![Table 1](figures/table-results.png)" in medium
     assert re.search(r"^\| model \| test accuracy", (project.repo / "report/paper.md")
                      .read_text(), flags=re.M)
 

@@ -4,25 +4,30 @@ outside any git repository."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
+from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 import yaml
 from conftest import ROOT, run_stages, tiny_params, write_params
+from pydantic import BaseModel
 
 from transfer.data.cifar10 import CLASSES
 from transfer.paper.notes import read_notes
-from transfer.paper.publish import devto
+from transfer.paper.publish import cover, devto, page
+from transfer.paper.run import dataset_name
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.paper.typeset import parts, typst_markup
-from transfer.paper.wording import size
+from transfer.paper.wording import fit_sentence, size
 from transfer.params.catalogue import FAMILIES
 from transfer.params.data import DataParams
 from transfer.params.report import ReportParams
-from transfer.params.whole import Params
-from transfer.report import dataset_name
+from transfer.params.whole import Params, load_params
+from transfer.report import paper, template_names
 from transfer.runtime.errors import ParamError, UserError
 
 
@@ -104,7 +109,11 @@ def test_paper_outside_git_with_fine_tuning_skipped(workdir, skipped_run):
     assert "laid out as train/ + test/: test/ is the test set" in paper
     assert "(centred crop of the shorter side), stored at 16×16 pixels" in paper
     assert "### Experiments" not in paper and "| this run |" not in paper
-    intro = paper.split("## Introduction")[1].split("## Materials")[0]
+    tried = paper.split("## What we tried and why\n")[1].split("\n## ")[0]
+    assert "This was the only run of its commit" in tried
+    assert "- **Backbone: `MobileNetV2`.** Set in `params.yaml` for this run." in tried
+    assert "Layers trained" not in tried  # fine-tuning skipped: no choice of layers to argue
+    intro = paper.split("## Introduction")[1].split("## What we tried")[0]
     assert "### Motivation\n\nCats against foxes." in intro
     discussion = paper.split("## Discussion")[1]
     assert "### this run\n\nThe only run." in discussion
@@ -117,17 +126,20 @@ def test_paper_outside_git_with_fine_tuning_skipped(workdir, skipped_run):
 
 
 def test_devto_links_figures_under_the_site_url():
-    """With `report.site_url`, the dev.to variant's images, canonical URL and cover are
-    absolute URLs under it; the title line moves into the front matter."""
-    paper = "# A title\n\nText.\n\n![Curves](figures/learning-curves.png)\n"
+    """With `report.site_url`, the dev.to variant's images, its link to the full paper,
+    canonical URL and cover are absolute URLs under it; the title line moves into the front
+    matter."""
+    paper = ("# A title\n\nText, [the full paper](paper.pdf).\n\n"
+             "![Curves](figures/learning-curves.png)\n")
     text = devto(paper, "A title", "One sentence.",
                  ReportParams(site_url="https://ada.github.io/paper/", tags="keras, ml"))
     _, matter, body = text.split("---\n", 2)
     assert yaml.safe_load(matter) == {
         "title": "A title", "description": "One sentence.", "tags": "keras, ml",
         "canonical_url": "https://ada.github.io/paper/",
-        "cover_image": "https://ada.github.io/paper/figures/examples.png", "published": False}
-    assert body == "\nText.\n\n![Curves](https://ada.github.io/paper/figures/learning-curves.png)\n"
+        "cover_image": "https://ada.github.io/paper/figures/hero.png", "published": False}
+    assert body == ("\nText, [the full paper](https://ada.github.io/paper/paper.pdf).\n\n"
+                    "![Curves](https://ada.github.io/paper/figures/learning-curves.png)\n")
 
 
 @pytest.mark.parametrize("key, value", [("tags", "a, b, c, d, e"), ("tags", "Machine-Learning"),
@@ -156,7 +168,7 @@ def test_typst_escapes_markup_and_keeps_captions():
     assert ", caption: [Table 1. Numbers.]\n  , kind: table" in body
     assert body.rstrip().endswith("#heading(level: 1, numbering: none)[Literature Cited]\n"
                                   "#heading(level: 2, numbering: none)[A. Parameters]")
-    assert found["front"] == []
+    assert found["opening"] == []
 
 
 def test_dataset_name_from_param_classes_or_folder():
@@ -255,3 +267,86 @@ def test_every_markdown_construct_of_the_notes_reaches_every_paper(workdir, skip
     assert indent["Nested bullet alpha"] > indent["First ordered item"], indent
     figures = len(re.findall(r"^!\[[^\]]*\]\(figures/", markdown, flags=re.M))
     assert sum(len(page.images) for page in reader.pages) == figures
+
+
+@pytest.mark.parametrize("train, validation, improving, says, never", [
+    (0.97, 0.90, True, "still rising", "over-fitting."),  # a gap, but validation still rose
+    (0.97, 0.90, False, "a sign of over-fitting", "still rising"),
+    (0.90, 0.92, True, "still rising", "over-fitting."),
+    (0.85, 0.92, False, "since dropout acts on the training data only", "a sign of over-"),
+    (0.91, 0.90, False, "The two are close", "a sign of over-fitting"),
+])
+def test_fit_verdict_follows_its_numbers(train, validation, improving, says, never):
+    """The Discussion's word on fitting never calls a phase over-fitting while its validation
+    accuracy was still rising, nor without training well above validation."""
+    sentence = fit_sentence("fine-tuning", train, validation, improving, "dropout")
+    assert says in sentence and never not in sentence, sentence
+    assert f"training accuracy was {100 * train:.1f}%" in sentence
+
+
+def test_paper_names_no_target_the_user_did_not_set(workdir, skipped_run):
+    """With report.target_accuracy left null the paper says nothing of a target; set, it says
+    whether the fine-tuned model met it."""
+    shutil.copytree(skipped_run, workdir, dirs_exist_ok=True)
+    run_stages("report")
+    prose = (workdir / "report/paper.md").read_text().split("## Literature Cited")[0]
+    assert "target" not in prose.lower()  # the appendix's params.yaml names the param
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["report"]["target_accuracy"] = 0.3
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stages("report")
+    assert "The target accuracy of 30.0% applies to pretrained weights and is not assessed" \
+        in (workdir / "report/paper.md").read_text()
+
+
+@pytest.mark.parametrize("site_url, image", [
+    ("https://ada.github.io/paper/", "https://ada.github.io/paper/figures/hero.png"),
+    ("", "figures/hero.png")])
+def test_site_head_has_share_cards(tmp_path, site_url, image):
+    """The site's head gives a share on LinkedIn, X or Slack its title, description and picture
+    (Open Graph and Twitter card tags), the picture absolute under `report.site_url`."""
+    report = ReportParams(site_url=site_url)
+    html = page("<p>Body.</p>", "A <title>", "One sentence.", ROOT / "report/templates",
+                tmp_path, embed=False, canonical=site_url, image=cover(report))
+    for tag in ('<meta property="og:title" content="A &lt;title&gt;">',
+                '<meta property="og:description" content="One sentence.">',
+                f'<meta property="og:image" content="{image}">',
+                '<meta name="twitter:card" content="summary_large_image">',
+                f'<meta name="twitter:image" content="{image}">'):
+        assert tag in html, tag
+
+
+def mutable_or_callable(value: object, path: str = "paper") -> list[str]:
+    """The paths under `value` that hold something a template could run or change: a
+    callable, a dict, list or set, a dataclass that is not frozen, a params model that is not."""
+    if isinstance(value, str | int | float | bool | type(None) | date):
+        return []
+    if callable(value) or isinstance(value, dict | list | set | bytearray):
+        return [f"{path}: {type(value).__name__}"]
+    if dataclasses.is_dataclass(value):
+        if not type(value).__dataclass_params__.frozen:
+            return [f"{path}: {type(value).__name__} is not frozen"]
+        return [found for field in dataclasses.fields(value) for found in
+                mutable_or_callable(getattr(value, field.name), f"{path}.{field.name}")]
+    if isinstance(value, BaseModel):
+        if not value.model_config.get("frozen"):
+            return [f"{path}: {type(value).__name__} is not frozen"]
+        return [found for name in type(value).model_fields for found in
+                mutable_or_callable(getattr(value, name), f"{path}.{name}")]
+    if isinstance(value, MappingProxyType):
+        return [found for key, item in value.items()
+                for found in mutable_or_callable(item, f"{path}[{key!r}]")]
+    if isinstance(value, tuple):
+        return [found for i, item in enumerate(value)
+                for found in mutable_or_callable(item, f"{path}[{i}]")]
+    return [f"{path}: {type(value).__name__}"]
+
+
+def test_the_templates_get_frozen_values_only(workdir, skipped_run):
+    """Everything the templates are given (`transfer.report.template_names`) is data: no
+    callable, no dict, list or set, nothing that is not frozen, all the way down."""
+    shutil.copytree(skipped_run, workdir, dirs_exist_ok=True)
+    names = template_names(paper(load_params()))
+    assert {"run", "found", "checks", "front", "choices", "tables"} <= set(names)
+    assert mutable_or_callable(MappingProxyType(names)) == []
+    assert mutable_or_callable({"a": [1]}) == ["paper: dict"]  # the check can fail

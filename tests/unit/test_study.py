@@ -3,14 +3,13 @@ end-to-end run through DVC's queue is in test_pipeline.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import yaml
 from conftest import ROOT
 
-from transfer.paper.comparison import study_section
+from transfer.paper import figures
+from transfer.paper.comparison import study
+from transfer.paper.run import frozen
 from transfer.paper.stats import mcnemar_p, wilson_interval
 from transfer.params.overrides import merged, nested
 from transfer.runtime.errors import UserError
@@ -79,33 +78,27 @@ def results(changed: list[dict], fractions: list[float]) -> dict:
 
 def test_study_section_from_the_results(workdir):
     """The table has each run's changes, accuracies, Wilson interval and minutes, this paper's
-    run marked; the pair gets McNemar's p; the figure is drawn when asked, not before."""
-    Path("study").mkdir()
-    Path("study/results.json").write_text(json.dumps(results(
-        [{"data.fraction": 0.1}, {"data.fraction": 1.0}], [0.1, 1.0])))
-    section = study_section()
-    assert not (workdir / "study.png").exists()  # gathering values draws nothing
-    section["draw"](workdir)
+    run marked; the pair gets McNemar's p; the values draw nothing, the figure module does."""
+    section = study(frozen(results([{"data.fraction": 0.1}, {"data.fraction": 1.0}], [0.1, 1.0])))
+    assert not any(workdir.iterdir())  # gathering values draws nothing
+    figures.study(section, workdir)
     low, high = wilson_interval(80, 100)
-    assert section["table"].rows[1] == ["run-1 (this paper)", "data.fraction=1", "60.0%",
-                                        "80.0%", f"{100 * low:.1f}% – {100 * high:.1f}%", "2.0"]
-    assert section["by_fraction"] and section["names"] == ["run-0", "run-1"]
-    assert section["pairs"][0]["p"] == mcnemar_p(2, 12)
-    assert (workdir / "study.png").stat().st_size > 0
+    assert section.table.rows[1] == ("run-1 (this paper)", "data.fraction=1", "60.0%",
+                                     "80.0%", f"{100 * low:.1f}% – {100 * high:.1f}%", "2.0")
+    assert section.by_fraction and section.names == ("run-0", "run-1")
+    assert section.pairs[0]["p"] == mcnemar_p(2, 12)
+    assert (workdir / figures.STUDY).stat().st_size > 0
 
 
 def test_study_of_other_params_is_plotted_against_time(workdir):
     """A study that changes anything but the share of the data is plotted against wall time."""
-    Path("study").mkdir()
-    Path("study/results.json").write_text(json.dumps(results(
-        [{"model.input_size": 64}, {}], [1.0, 1.0])))
-    section = study_section()
-    section["draw"](workdir)
-    assert not section["by_fraction"]
-    assert section["table"].rows[1][1] == "none"
-    assert (workdir / "study.png").is_file()
+    section = study(frozen(results([{"model.input_size": 64}, {}], [1.0, 1.0])))
+    figures.study(section, workdir)
+    assert not section.by_fraction
+    assert section.table.rows[1][1] == "none"
+    assert (workdir / figures.STUDY).is_file()
 
 
-def test_no_study_no_section(workdir):
+def test_no_study_no_section():
     """Before the study has run, the paper has no study section."""
-    assert study_section() is None
+    assert study(None) is None

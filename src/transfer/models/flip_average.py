@@ -45,6 +45,14 @@ def branches(model: keras.Model) -> tuple[keras.KerasTensor, ...]:
     return image, branch(False), branch(True)
 
 
+def both_views(model: keras.Model) -> keras.Model:
+    """`model` whose output is its output on the images and on their mirrors side by side
+    (batch, 2 x classes): one pass gives the plain and the flip-averaged probabilities."""
+    image, plain, mirrored = branches(model)
+    return keras.Model(image, keras.layers.Concatenate(name="both_views")([plain, mirrored]),
+                       name=f"{model.name}_both_views")
+
+
 def flip_averaged(model: keras.Model) -> keras.Model:
     """`model` whose output is the mean of its outputs on the images and on their mirrors."""
     image, plain, mirrored = branches(model)

@@ -1,34 +1,34 @@
 """The paper's checks of its own results: test images with a near-copy in the other data
 (`audit`), how far the probabilities can be believed (calibration), and where the fine-tuned
-model looks (class-activation maps), from what `audit` and `evaluate` wrote."""
+model looks (class-activation maps), from what `audit` and `evaluate` wrote; their figures are
+`transfer.paper.figures`'."""
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from transfer.data.arrays import load_split
-from transfer.models.calibration import reliability
-from transfer.paper import charts
+from transfer.paper.run import Run, frozen
 from transfer.paper.stats import wilson_interval
 from transfer.paper.wording import Table, percent
 from transfer.runtime.files import read_json
-from transfer.runtime.paths import AUDIT, CLASS_MAPS, NEAR_COPIES, PREPARED
+from transfer.runtime.paths import AUDIT, CLASS_MAPS, NEAR_COPIES
 
 PAIRS_SHOWN = 12  # closest pairs in the near-copies figure
 WHERE = {"train": "training split", "val": "validation split", "test": "test set (pairs)"}
 
 
-def scored(predictions: list[dict], keep: list[int], column: str) -> dict:
+def scored(predictions: Sequence[Mapping[str, str]], keep: list[int], column: str) -> dict:
     """Accuracy with Wilson's interval of one model (`column`: its predicted class) on `keep`."""
     correct = sum(predictions[i][column] == predictions[i]["actual"] for i in keep)
     return {"count": len(keep), "accuracy": correct / len(keep) if keep else None,
             "ci": wilson_interval(correct, len(keep))}
 
 
-def audit_values(predictions: list[dict]) -> dict:
+def audit_values(predictions: Sequence[Mapping[str, str]]) -> dict:
     """The near-copy counts, accuracy without and with them, and the closest pairs."""
     with NEAR_COPIES.open() as f:
         pairs = list(csv.DictReader(f))
@@ -46,19 +46,7 @@ def audit_values(predictions: list[dict]) -> dict:
                        for name, keep in groups.items()}}
 
 
-def calibration_values(results: dict, predictions: list[dict]) -> dict:
-    """Each model's temperature with ECE and NLL before and after, and its reliability bins."""
-    bins = {}
-    for model, prefix in (("head", "head_"), ("finetuned", "")):
-        right = np.array([r[f"{prefix}predicted"] == r["actual"] for r in predictions])
-        bins[model] = {when: reliability(np.array([float(r[column]) for r in predictions]), right)
-                       for when, column in (("before", f"{prefix}confidence"),
-                                            ("after", f"{prefix}calibrated_confidence"))}
-    return {"models": {model: results[model]["calibration"] for model in ("head", "finetuned")},
-            "bins": bins}
-
-
-def tables(audit: dict, calibration: dict) -> dict[str, Table]:
+def tables(audit: dict, calibration: Mapping) -> dict[str, Table]:
     """The near-copy counts, accuracy with and without the copied test images, calibration."""
     groups = audit["groups"]
     accuracy_rows = []
@@ -69,7 +57,6 @@ def tables(audit: dict, calibration: dict) -> dict[str, Table]:
                               percent(tuned["accuracy"]),
                               f"{percent(tuned['ci'][0])} – {percent(tuned['ci'][1])}"
                               if tuned["count"] else "—"])
-    models = calibration["models"]
     return {
         "near_copies": Table(
             "Test images with an exact or near copy among the other images, by where the copy "
@@ -91,53 +78,50 @@ def tables(audit: dict, calibration: dict) -> dict[str, Table]:
             ["model", "temperature", "ECE before", "ECE after", "NLL before", "NLL after"],
             [[label, f"{c['temperature']:.2f}", percent(c["ece"], 2),
               percent(c["ece_calibrated"], 2), f"{c['nll']:.3f}", f"{c['nll_calibrated']:.3f}"]
-             for label, c in (("head only", models["head"]),
-                              ("fine-tuned", models["finetuned"]))],
+             for label, c in (("head only", calibration["head"]),
+                              ("fine-tuned", calibration["finetuned"]))],
             "table-calibration.png"),
     }
 
 
-def class_map_values(predictions: list[dict], classes: list[str]) -> dict:
-    """The mapped test images (`evaluate`'s maps, their indices and predicted classes), how
-    many, and how many of them right."""
+@dataclass(frozen=True)
+class ClassMaps:
+    """The Grad-CAM maps `evaluate` wrote: how many, how many of them right, and the layer
+    mapped with its side in positions."""
+
+    count: int
+    right: int
+    layer: str
+    side: int
+
+    @property
+    def wrong(self) -> int:
+        """Maps of mistakes."""
+        return self.count - self.right
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The checks' values and tables."""
+
+    audit: Mapping
+    calibration: Mapping  # model -> its temperature, ECE and NLL before and after
+    class_maps: ClassMaps
+    tables: Mapping[str, Table]
+
+
+def class_maps(run: Run) -> ClassMaps:
+    """What the class-map file holds."""
     with np.load(CLASS_MAPS) as found:
-        maps = {key: found[key] for key in ("index", "predicted", "maps")}
-    right = [predictions[i]["actual"] == classes[c]
-             for i, c in zip(maps["index"], maps["predicted"])]
-    return {**maps, "count": len(right), "right": sum(right), "wrong": len(right) - sum(right)}
+        index, predicted, maps = found["index"], found["predicted"], found["maps"]
+        layer = str(found["layer"])
+    right = sum(run.predictions[i]["actual"] == run.classes[c] for i, c in zip(index, predicted))
+    return ClassMaps(count=len(index), right=int(right), layer=layer, side=int(maps.shape[-1]))
 
 
-def draw(values: dict, predictions: list[dict], classes: list[str], figures: Path) -> None:
-    """The near-copies, reliability and class-map figures into `figures`."""
-    x = {split: load_split(PREPARED, split)[0] for split in ("train", "val", "test")}
-    closest = values["audit"]["closest"]
-    if closest:
-        charts.image_pairs(
-            [(x["test"][int(r["test_index"])], x[r["split"]][int(r["neighbour_index"])])
-             for r in closest],
-            [(f"test {r['test_index']}", f"{r['split']} {r['neighbour_index']}: "
-              f"{r['kind']}, r={float(r['pixel_correlation']):.2f}") for r in closest],
-            figures / "near-copies.png")
-    labels = {"head": "head only", "finetuned": "fine-tuned"}
-    charts.reliability({labels[m]: bins for m, bins in values["calibration"]["bins"].items()},
-                       figures / "reliability.png")
-    mapped = values["class_maps"]
-    index, predicted, maps = mapped["index"], mapped["predicted"], mapped["maps"]
-    if len(index):
-        rows = [predictions[i] for i in index]
-        charts.class_maps(x["test"][index], maps, [
-            classes[c] if r["actual"] == classes[c] else f"{classes[c]}\n(true: {r['actual']})"
-            for r, c in zip(rows, predicted)], [r["actual"] == classes[c]
-                                                for r, c in zip(rows, predicted)],
-            figures / "class-maps.png")
-
-
-def checks_section(results: dict, predictions: list[dict], classes: list[str]) -> dict:
-    """The section's values, its tables, and `draw_checks`, which draws its figures."""
-    audit = audit_values(predictions)
-    calibration = calibration_values(results, predictions)
-    values = {"audit": audit, "calibration": calibration,
-              "class_maps": class_map_values(predictions, classes)}
-    values["check_tables"] = tables(audit, calibration)
-    values["draw_checks"] = lambda figures: draw(values, predictions, classes, figures)
-    return values
+def checks(run: Run) -> Checks:
+    """The near-copy audit, calibration and class maps of `run`."""
+    audit = audit_values(run.predictions)
+    calibration = {model: run.evaluation[model]["calibration"] for model in ("head", "finetuned")}
+    return Checks(audit=frozen(audit), calibration=frozen(calibration), class_maps=class_maps(run),
+                  tables=frozen(tables(audit, calibration)))

@@ -9,7 +9,7 @@ experiments (no git repository, say), the log is the current run alone, read fro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ class Experiment:
     """One row of the log: its name, its role, and its flat values."""
 
     name: str
-    values: dict
+    values: Mapping
     current: bool = False
     baseline: bool = False
 

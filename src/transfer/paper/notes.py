@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from transfer.paper.escape import Markdown
 from transfer.runtime.errors import UserError
 
 ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -26,8 +27,9 @@ def without_comments(text: str) -> str:
     return re.sub(r"<!--.*?-->", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
 
 
-def read_notes(path: Path) -> dict[str, str]:
-    """The sections of notes file `path` with text in them, by title ({} without the file)."""
+def read_notes(path: Path) -> dict[Markdown, Markdown]:
+    """The sections of notes file `path` with text in them, by title ({} without the file): the
+    author's Markdown, written into the paper as it is."""
     if not path.is_file():
         return {}
     lines = without_comments(path.read_text()).splitlines()
@@ -56,4 +58,5 @@ def read_notes(path: Path) -> dict[str, str]:
                                 "under a heading")
             continue
         sections[title].append(line)
-    return {t: "\n".join(body).strip() for t, body in sections.items() if "\n".join(body).strip()}
+    return {Markdown(t): Markdown("\n".join(body).strip()) for t, body in sections.items()
+            if "\n".join(body).strip()}

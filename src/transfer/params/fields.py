@@ -50,7 +50,7 @@ KEYS = {  # every mapping's keys, so that each stage refuses a misspelt one befo
     "audit": ("candidates", "max_shift", "min_correlation", "min_cosine"),
     "evaluate": ("batch_size", "top_k", "engine", "flip", "calibrate", "maps"),
     "report": ("title", "author", "affiliation", "date", "target_accuracy", "examples",
-               "description", "tags", "site_url", "cover_image")}
+               "description", "tags", "site_url", "cover_image", "repository")}
 
 
 def _number(value: object) -> float:

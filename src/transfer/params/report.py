@@ -18,12 +18,14 @@ class ReportParams(Section):
     author: StrictStr = "Anonymous"
     affiliation: StrictStr = ""
     date: StrictStr = ""
-    target_accuracy: Number = rule(0.87, "a number in (0, 1]", gt=0, le=1)
+    target_accuracy: Number | None = rule(None, "null (no target) or a number in (0, 1]", gt=0,
+                                          le=1)
     examples: StrictInt = rule(24, "an integer in [1, 100]", ge=1, le=100)
     description: StrictStr = ""
     tags: StrictStr = "machinelearning, keras, tensorflow, python"
     site_url: StrictStr = ""
     cover_image: StrictStr = ""
+    repository: StrictStr = ""
 
     @model_validator(mode="after")
     def _publishable(self) -> Self:
@@ -32,7 +34,7 @@ class ReportParams(Section):
         if len(tags) > 4 or not all(re.fullmatch(r"[a-z0-9]+", t) for t in tags):
             raise ParamError(f"report.tags={self.tags!r} is not allowed: at most 4 comma-"
                              "separated tags of lowercase letters and digits (dev.to's rule)")
-        for key in ("site_url", "cover_image"):
+        for key in ("site_url", "cover_image", "repository"):
             value = getattr(self, key)
             if value and not re.match(r"https?://", value):
                 raise ParamError(f"report.{key}={value!r} is not allowed: '' or an absolute "
