@@ -265,7 +265,7 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
     with contextlib.chdir(repo):
         params = load_params()
     params = params.model_copy(update={"finetune": auto_params.resolved_finetune(
-        params.finetune, len(train[1]), train[0].shape[1])})  # as the stage resolves `auto`
+        params.finetune, len(train[1]))})  # as the stage resolves `auto`
     seconds, one_device = [], tf.distribute.get_strategy()
     for path in ("activations", "images"):
         extractor = keras.models.load_model(repo / "models/extractor.keras")

@@ -154,7 +154,7 @@ def probabilities(model: object, images: np.ndarray,
 
     out = np.empty((len(images), model.output.shape[-1]), dtype=np.float32)
     predict_batches(model.predict_on_batch, images, 250, out, desc="score",
-                    transform=transform and (lambda batch, _rows: transform(batch)))
+                    transform=transform)
     return out
 
 

@@ -61,13 +61,6 @@ RECIPES = {  # name: params over the project's defaults, on top of COMMON
                         "finetune": {"layers": 78, "epochs": 1}},
     "64px-1ep-cached": {"model": {"input_size": 64},  # the 5-minute floor: every stage cheaper
                         "finetune": {"layers": 78, "epochs": 1}},
-    # the defaults before issue 40: the image and its mirror cached
-    "flips-cached": {"finetune": {"augment": {"translation": 0.0, "views": 2}}},
-    # issue 40: K cached views, each image moved by up to 4 px of 32, every other one mirrored
-    **{f"views-{k}": {"finetune": {"augment": {"translation": 0.125, "views": k}}}
-       for k in (2, 4, 8)},
-    # ... and one more epoch, within 1.3 times the time of flips-cached
-    "views-8-6ep": {"finetune": {"epochs": 6, "augment": {"translation": 0.125, "views": 8}}},
 }
 # The recipes run without --recipes (section "frontier"):
 DEFAULT = ("96px-5ep", "defaults", "96px-1ep-cached", "64px-1ep-cached")
@@ -86,7 +79,8 @@ def scored_epochs(repo: Path, epochs: Path, start: float) -> list[tuple[float, f
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     points = [((repo / "models/head.keras").stat().st_mtime - start,
                evaluation["head"]["accuracy"])]
-    size = json.loads((repo / "data/prepared/dataset.json").read_text())["input_size"]
+    size = json.loads((repo / "metrics/resolved/fetch.json").read_text()
+                      )["params"]["model"]["input_size"]
     flip = params_of(repo)["evaluate"]["flip"]
 
     def resized(batch: np.ndarray) -> np.ndarray:

@@ -41,17 +41,19 @@ def run(work: Path, dataset: Path, fraction: float, recipe: str) -> dict:
     start = time.perf_counter()
     peaks = {name: stage(work, name)["peak_memory_gb"] for name in STAGES}
     seconds = time.perf_counter() - start
-    evaluation, head, tuned, dataset_json = (
+    evaluation, head, tuned, fetched, ran = (
         json.loads((work / path).read_text()) for path in (
             "metrics/evaluate.json", "dvclive/train/metrics.json",
-            "dvclive/finetune/metrics.json", "data/prepared/dataset.json"))
+            "dvclive/finetune/metrics.json", "metrics/resolved/fetch.json",
+            "metrics/resolved/finetune.json"))
+    finetune = ran["params"]["finetune"]
     counts = {split: len(np.load(work / f"data/prepared/{split}_y.npy"))
               for split in ("train", "val")}
     return {"fraction": fraction, "recipe": recipe, "seconds": seconds, **counts,
             "fetch_gb": peaks["fetch"], "peak_gb": max(peaks.values()),
-            "input_size": dataset_json.get("input_size", 96),
-            "batch": tuned.get("batch_size", 128), "rate": tuned.get("learning_rate", 0.001),
-            "rotation": tuned.get("augment", {}).get("rotation", 0.0),
+            "input_size": fetched["params"]["model"]["input_size"],
+            "batch": finetune["batch_size"], "rate": finetune["learning_rate"],
+            "rotation": finetune["augment"]["rotation"],
             "val_head": head["best_val_accuracy"], "val_tuned": tuned["best_val_accuracy"],
             "kept_head": not tuned["improved"],
             **{model: (evaluation[model]["correct"], evaluation[model]["count"])

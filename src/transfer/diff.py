@@ -49,6 +49,7 @@ from transfer.runtime.paths import (
     PREDICTIONS,
     PREPARED,
     REPORT,
+    RESOLVED,
     SUMMARY,
     TEMPLATES,
 )
@@ -58,6 +59,7 @@ OUT = REPORT / "diff"
 HEADLINE = {"test_acc": "test accuracy, fine-tuned", "test_acc_head": "test accuracy, head",
             "val_acc": "best val. accuracy, fine-tuned", "val_acc_head": "best val. accuracy, head",
             "minutes": charts.WALL_TIME}
+RESOLVING = ("fetch", "train", "finetune")  # the stages that write metrics/resolved/<stage>.json
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(*])")
 
 
@@ -103,14 +105,34 @@ def resolve(name: str) -> Run:
                         f"(`dvc exp show`) nor a git revision") from None
 
 
+def ran_with(run: Run) -> dict:
+    """The values the run's stages resolved its params to (`metrics/resolved/`), flat; none
+    for a stage whose record the run lacks (it stopped before, or predates the records)."""
+    values = {}
+    for stage in RESOLVING:
+        try:
+            values.update(flatten(run.json(RESOLVED / f"{stage}.json")["params"]))
+        except UserError:
+            continue
+    return values
+
+
 def params_table(a: Run, b: Run) -> tuple[Table, dict, dict]:
-    """The params that differ between the runs (all but `report.*`), and both runs' params."""
+    """The params that differ between the runs (all but `report.*`), as written and, where a
+    stage resolved one to another value, `written → resolved`; and both runs' params."""
     pa, pb = (flatten(yaml.safe_load(run.read(PARAMS))) for run in (a, b))
+    ra, rb = ran_with(a), ran_with(b)
+
+    def shown(written: dict, ran: dict, key: str) -> str:
+        """The param `key` as written, and what it became if that differs."""
+        value, became = format_value(written.get(key)), format_value(ran.get(key, written.get(key)))
+        return value if value == became else f"{value} → {became}"
+
     keys = [k for k in dict.fromkeys([*pa, *pb]) if not k.startswith("report.")
-            and format_value(pa.get(k)) != format_value(pb.get(k))]
-    rows = [[code(k), code(format_value(pa.get(k))), code(format_value(pb.get(k)))] for k in keys]
-    return Table(Markdown("Params that differ (`params.yaml`)."), ["param", a.name, b.name], rows,
-                 ""), pa, pb
+            and shown(pa, ra, k) != shown(pb, rb, k)]
+    rows = [[code(k), code(shown(pa, ra, k)), code(shown(pb, rb, k))] for k in keys]
+    return Table(Markdown("Params that differ (`params.yaml`; `auto → value`: what the run's "
+                          "stage resolved it to)."), ["param", a.name, b.name], rows, ""), pa, pb
 
 
 def headline_table(a: Run, b: Run) -> Table:

@@ -27,6 +27,7 @@ from transfer.params.catalogue import native_size
 from transfer.params.data import DataParams, FetchStageParams
 from transfer.params.fields import load_params
 from transfer.params.model import ModelParams
+from transfer.params.resolved import write_resolved
 from transfer.runtime.commits import require_commit
 from transfer.runtime.downloads import downloading
 from transfer.runtime.errors import UserError
@@ -71,9 +72,10 @@ def training_split(labels: np.ndarray, p: DataParams,
 
 
 def fetch_cifar10(p: DataParams, m: ModelParams, seed: int,
-                  out: Path) -> tuple[list[str], dict]:
+                  out: Path) -> tuple[list[str], dict, int]:
     """Download CIFAR-10 through keras.datasets and write the splits (stored at 32 px unless
-    data.image_size says otherwise); the class names and a description of the data."""
+    data.image_size says otherwise); the class names, a description of the data and the model's
+    input size."""
     import keras
     from PIL import Image
 
@@ -91,14 +93,14 @@ def fetch_cifar10(p: DataParams, m: ModelParams, seed: int,
                     lambda i, x=x, idx=idx: to_rgb_array(Image.fromarray(x[idx[i]]), size))
     return list(cifar10.CLASSES), {"layout": "keras.datasets.cifar10",
                                    "test_set": "CIFAR-10's own test set", "image_size": size,
-                                   "median_side": x_train.shape[1], "input_size": input_size,
-                                   "resize": p.resize, "val_topped_up": topped_up}
+                                   "median_side": x_train.shape[1], "resize": p.resize,
+                                   "val_topped_up": topped_up}, input_size
 
 
 def fetch_folder(p: DataParams, m: ModelParams, seed: int,
-                 out: Path) -> tuple[list[str], dict]:
+                 out: Path) -> tuple[list[str], dict, int]:
     """Read an image-folder dataset (a folder or an archive; see `data.find_layout`) and write
-    the splits; the class names and a description of the data."""
+    the splits; the class names, a description of the data and the model's input size."""
     with opened_folder(p.path) as top:
         layout = find_layout(top, p.test_folder)
         dataset = scan_folder(layout)
@@ -131,8 +133,8 @@ def fetch_folder(p: DataParams, m: ModelParams, seed: int,
     test_set = (f"the {layout.test.name}/ folder" if layout.test is not None
                 else f"a stratified {p.test_split:.0%} of the images")
     return dataset.classes, {"layout": layout.describe(), "test_set": test_set,
-                             "image_size": size, "median_side": side, "input_size": input_size,
-                             "resize": p.resize, "val_topped_up": topped_up}
+                             "image_size": size, "median_side": side, "resize": p.resize,
+                             "val_topped_up": topped_up}, input_size
 
 
 def main() -> None:
@@ -143,17 +145,18 @@ def main() -> None:
     with atomic_path(PREPARED) as tmp:
         tmp.mkdir()
         if p.source == "cifar10":
-            classes, description = fetch_cifar10(p, params.model, params.seed, tmp)
+            classes, description, input_size = fetch_cifar10(p, params.model, params.seed, tmp)
         else:
-            classes, description = fetch_folder(p, params.model, params.seed, tmp)
+            classes, description, input_size = fetch_folder(p, params.model, params.seed, tmp)
         description.update(native_size=native_size(params.model.backbone),  # for the paper
                            thumbnail_scale=recipe.THUMBNAIL_SCALE)
         write_json(tmp / CLASSES.name, classes)
         write_json(tmp / DATASET.name, description)
         counts = {s: int(len(np.load(tmp / f"{s}_y.npy"))) for s in ("train", "val", "test")}
+    write_resolved("fetch", {"model": params.model.model_copy(update={"input_size": input_size})})
     d = description
     print(f"fetch: {len(classes)} classes, {counts} images of {d['image_size']}px ({d['resize']}) "
-          f"for a {d['input_size']}px model, test set: {d['test_set']} -> {PREPARED}",
+          f"for a {input_size}px model, test set: {d['test_set']} -> {PREPARED}",
           file=sys.stderr)
 
 

@@ -3,16 +3,14 @@
 The backbone runs in inference mode throughout (`training=False`, BatchNormalization layers
 non-trainable). With `finetune.layers: all` (what `auto` gives photos) every step runs the
 whole base on the images, augmented by Keras preprocessing layers. With a number of top layers
-(what `auto` gives thumbnails) and no augmentation but flips and translations, the frozen
-bottom runs once over each of `finetune.augment.views` fixed views of the training images and
-its activations are cached (`transfer.training.activation_cache`).
+(what `auto` gives thumbnails) and no augmentation but flips, the frozen bottom runs once over
+the training images and their mirrors and its activations are cached
+(`transfer.training.activation_cache`).
 
 AdamW (decoupled weight decay) follows a linear warmup over the first `finetune.warmup` of the
-steps, then a cosine decay to 0; with `finetune.bottom_rate` below 1, the base's rate falls
-geometrically from its top layer to its bottom one (`transfer.training.layer_rates`). Training
-runs in `finetune.precision` (loss scaling for float16), with XLA if `finetune.jit_compile`,
-under `finetune.strategy` (see `transfer.training.distribute`); the saved model is float32
-either way.
+steps, then a cosine decay to 0. Training runs in `finetune.precision` (loss scaling for
+float16), with XLA if `finetune.jit_compile`, under `finetune.strategy` (see
+`transfer.training.distribute`); the saved model is float32 either way.
 
 Writes `models/finetuned.keras` (raw images in, class probabilities out) and
 `dvclive/finetune/`, its epochs numbered after the head's so the curves join.
@@ -33,6 +31,7 @@ from transfer.models.precision import in_precision
 from transfer.models.saving import save_model
 from transfer.models.unfreezing import backbone_layers, unfreeze_top
 from transfer.params.fields import load_params
+from transfer.params.resolved import write_resolved
 from transfer.params.training import AugmentParams, FinetuneParams, FinetuneStageParams
 from transfer.runtime.files import read_json, write_json
 from transfer.runtime.paths import (
@@ -45,7 +44,7 @@ from transfer.runtime.paths import (
     TRAIN_LIVE,
 )
 from transfer.runtime.stage import run_stage, seed_everything
-from transfer.training import auto_params, distribute, progressive_resizing, recipe
+from transfer.training import auto_params, distribute, recipe
 from transfer.training.activation_cache import (
     Split,
     disk_bytes,
@@ -54,7 +53,6 @@ from transfer.training.activation_cache import (
 )
 from transfer.training.batches import Batches
 from transfer.training.fitting import fit_logged
-from transfer.training.layer_rates import LayerwiseAdamW, variable_scales
 
 
 def augmentation(p: AugmentParams) -> keras.Sequential:
@@ -64,8 +62,6 @@ def augmentation(p: AugmentParams) -> keras.Sequential:
         layers.append(keras.layers.RandomRotation(p.rotation))
     if p.zoom:
         layers.append(keras.layers.RandomZoom(p.zoom))
-    if p.translation:
-        layers.append(keras.layers.RandomTranslation(p.translation, p.translation))
     return keras.Sequential(layers, name="augment")
 
 
@@ -73,22 +69,15 @@ def on_images(extractor: keras.Model, head: keras.Model, train: Split, val: Spli
               params: FinetuneStageParams, strategy: tf.distribute.Strategy,
               ) -> tuple[keras.Model, Batches, Batches]:
     """Training model (under `strategy`) and batches over augmented images: the whole base
-    runs every step. With `finetune.start_size`, the batches are resized to each epoch's size
-    (`transfer.training.progressive_resizing`), validation's to the model's own."""
+    runs every step."""
     p = params.finetune
     batch_size = distribute.global_batch(strategy, p.batch_size)
-    sizes = val_sizes = None
-    if p.start_size:
-        final = progressive_resizing.input_size(extractor)
-        sizes, val_sizes = progressive_resizing.schedule(p.start_size, final, p.epochs), [final]
     with strategy.scope():
-        if sizes:
-            extractor = progressive_resizing.any_size(extractor)
         image = keras.Input(extractor.input.shape[1:])
         model = keras.Model(image, head(extractor(augmentation(p.augment)(image),
                                                   training=False)))
-    return (model, Batches(*train, batch_size, params.seed, sizes=sizes),
-            Batches(*val, batch_size, params.seed, shuffle=False, sizes=val_sizes))
+    return (model, Batches(*train, batch_size, params.seed),
+            Batches(*val, batch_size, params.seed, shuffle=False))
 
 
 def loss(classes: int, label_smoothing: float) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
@@ -117,26 +106,27 @@ def learning_rate_schedule(p: FinetuneParams, steps: int,
 
 def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStageParams,
               strategy: tf.distribute.Strategy, root: Path, first_epoch: int,
-              head_val_accuracy: float, record: dict) -> dict:
+              head_val_accuracy: float) -> tuple[dict, int]:
     """Unfreeze the top of `extractor` and train it with `head` (both in place, both built under
     `strategy`), logging to `root`. The best epoch's weights are kept if it beats the head's
-    validation accuracy, else the starting weights are. Returns the DVCLive summary."""
+    validation accuracy, else the starting weights are. Returns the DVCLive summary and the
+    bytes of the activation cache (0 without one)."""
     p = params.finetune
     top_layers = unfreeze_top(extractor, p.layers)
     layers = backbone_layers(extractor)
     frozen_bottom = layers[:layers.index(top_layers[0])]
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
+    cache_bytes = 0
     with tempfile.TemporaryDirectory(prefix="finetune-") as tmp:
-        if p.cacheable and any(layer.weights for layer in frozen_bottom):
+        if p.augment.cacheable and any(layer.weights for layer in frozen_bottom):
             model, train_batches, val_batches = on_activations(
                 extractor, head, top_layers[0], train, val, params, strategy, Path(tmp))
-            record["cache_bytes"] = disk_bytes(Path(tmp))
+            cache_bytes = disk_bytes(Path(tmp))
         else:
             model, train_batches, val_batches = on_images(extractor, head, train, val, params,
                                                           strategy)
         with strategy.scope():
-            optimizer = LayerwiseAdamW(
-                variable_scales(model, top_layers, p.bottom_rate),
+            optimizer = keras.optimizers.AdamW(
                 learning_rate=learning_rate_schedule(p, steps=p.epochs * len(train_batches)),
                 weight_decay=p.weight_decay)
             if p.precision == "mixed_float16":
@@ -152,34 +142,16 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStagePa
                              first_epoch=first_epoch, baseline=head_val_accuracy,
                              x=distribute.as_dataset(train_batches),
                              validation_data=distribute.as_dataset(val_batches),
-                             epochs=first_epoch + p.epochs, shuffle=False,  # Batches shuffle
-                             record=record)
+                             epochs=first_epoch + p.epochs, shuffle=False)  # Batches shuffle
         model.load_weights(best)
-    return summary
-
-
-def resolved_record(p: FinetuneParams, asked: FinetuneParams, input_size: int,
-                    image_side: int) -> dict:
-    """What the run's `auto` params became (`asked`: as params.yaml says), for the summary and
-    the paper: the layers (and the recipe's cut, when it chose one), batch, rate, augmentation
-    (the cached views' largest shift in pixels of the `image_side` images) and, with
-    progressive resizing, each epoch's input size."""
-    cut = asked.layers == "auto" and p.layers != "all"
-    a = p.augment
-    return {"layers": p.layers, "batch_size": p.batch_size, "learning_rate": p.learning_rate,
-            "augment": {"rotation": a.rotation, "zoom": a.zoom, "translation": a.translation,
-                        "views": a.views},
-            "translation_pixels": round(a.translation * image_side),
-            "cached_stride": recipe.CACHED_STRIDE if cut else None,
-            "input_sizes": progressive_resizing.schedule(p.start_size, input_size, p.epochs)
-            if p.start_size else None}
+    return summary, cache_bytes
 
 
 def main() -> None:
     """Fine-tune from the saved extractor and head; save the full model of the best epoch."""
     params = load_params(FinetuneStageParams)
     x_train = load_split(PREPARED, "train")[0]
-    p = auto_params.resolved_finetune(params.finetune, len(x_train), x_train.shape[1])
+    p = auto_params.resolved_finetune(params.finetune, len(x_train))
     strategy = distribute.strategy(p.strategy, "finetune.strategy")
     seed_everything(params.seed)
     head_summary = read_json(TRAIN_LIVE / "metrics.json")
@@ -189,16 +161,15 @@ def main() -> None:
         head = keras.models.load_model(HEAD)
     p = p.model_copy(update={"layers": auto_params.finetune_layers(
         p, x_train.shape[1], functools.partial(layers_above_stride, extractor))})
-    record = resolved_record(p, params.finetune, progressive_resizing.input_size(extractor),
-                             x_train.shape[1])
-    params = params.model_copy(update={"finetune": p})
+    cut = params.finetune.layers == "auto" and p.layers != "all"  # the recipe's cut chose them
+    params, cache_bytes = params.model_copy(update={"finetune": p}), 0
     with distribute.output_root(strategy) as root:
         if p.layers and p.epochs:
             with strategy.scope():
                 extractor = in_precision(extractor, p.precision)
                 head = in_precision(head, p.precision)
-            summary = fine_tune(extractor, head, params, strategy, root, first_epoch,
-                                head_summary["best_val_accuracy"], record)
+            summary, cache_bytes = fine_tune(extractor, head, params, strategy, root,
+                                             first_epoch, head_summary["best_val_accuracy"])
             print(f"finetune: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
                   f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}"
                   + ("" if summary["improved"] else
@@ -207,11 +178,13 @@ def main() -> None:
         else:
             (root / FINETUNE_LIVE / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
             write_json(root / FINETUNE_LIVE / "metrics.json",
-                       {"epochs": first_epoch, "skipped": True, **record})
+                       {"epochs": first_epoch, "skipped": True})
             print("finetune: skipped (finetune.layers or finetune.epochs is 0)")
         final = in_precision(keras.Model(extractor.input, head(extractor.output),
                                          name="classifier"), "float32")
         save_model(final, root / FINETUNED)
+        write_resolved("finetune", {"finetune": p}, root=root, how={
+            "cached_stride": recipe.CACHED_STRIDE if cut else None, "cache_bytes": cache_bytes})
 
 
 if __name__ == "__main__":

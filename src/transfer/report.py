@@ -56,7 +56,7 @@ USED = {  # the params Methods lists, with the values the run used (`auto` resol
     "model": ("backbone", "weights", "input_size", "cut_layer"),
     "train": ("epochs", "batch_size", "learning_rate", "dropout", "hidden_units", "patience"),
     "finetune": ("layers", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup",
-                 "bottom_rate", "label_smoothing", "start_size", "augment"),
+                 "label_smoothing", "augment"),
     "evaluate": ("flip", "calibrate"),
     "audit": ("candidates", "max_shift", "min_correlation", "min_cosine")}
 
@@ -137,16 +137,14 @@ def paper(params: Params) -> Paper:
         tables["study"] = studied.table
     if compared:
         tables["experiments"] = compared.table
-    tune = run.tune_live
+    tune = run.tuning
     auto = {"input_size": params.model.input_size == "auto",
             "finetune": "auto" in (params.finetune.batch_size, params.finetune.learning_rate),
-            "native": run.prepared["native_size"], "layers": tune.get("cached_stride") is not None,
-            "cached_stride": tune.get("cached_stride"),
+            "native": run.prepared["native_size"], "layers": tune["cached_stride"] is not None,
+            "cached_stride": tune["cached_stride"],
             "thumbnail_scale": run.prepared["thumbnail_scale"]}
     words = {"augmentation": augmented,
-             "cache_size": size(tune.get("cache_bytes", 0)),
-             "translation_pixels": str(tune.get("translation_pixels")),
-             "schedule": ", ".join(map(str, tune.get("input_sizes") or [])),
+             "cache_size": size(tune["cache_bytes"]),
              "origin": origin(params.model.backbone), "cost": cost_sentence(run),
              "hardest": hardest_sentence(found)}
     return Paper(run=run, p=run.params, front=front(run, found), found=found, checks=checked,

@@ -13,6 +13,7 @@ import numpy as np
 from transfer.models.heads import build_head
 from transfer.models.saving import pin_keras_archive
 from transfer.params.fields import load_params
+from transfer.params.resolved import write_resolved
 from transfer.params.training import TrainStageParams
 from transfer.runtime.files import atomic_path, read_json
 from transfer.runtime.paths import CLASSES, FEATURES, HEAD, STAGE_TIMES, TRAIN_LIVE
@@ -44,9 +45,9 @@ def main() -> None:
         summary = fit_logged(head, root / TRAIN_LIVE, tensorboard, checkpoint, p.patience,
                              x=x_train, y=y_train, validation_data=load_features("val"),
                              epochs=p.epochs,
-                             batch_size=distribute.global_batch(strategy, p.batch_size),
-                             record={"batch_size": p.batch_size})
+                             batch_size=distribute.global_batch(strategy, p.batch_size))
         pin_keras_archive(checkpoint)
+        write_resolved("train", {"train": p}, root=root)
     print(f"train: {strategy.num_replicas_in_sync} replicas, best val_accuracy "
           f"{summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']} of "
           f"{summary['epochs']}")

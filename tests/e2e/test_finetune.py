@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from conftest import run_stages, tiny_params, write_params
 
-from transfer.data import views
 from transfer.finetune import loss
 from transfer.models.unfreezing import backbone_layers
 from transfer.runtime.files import read_json
-from transfer.training import progressive_resizing
 from transfer.training.activation_cache import DiskRows, cache
 from transfer.training.batches import Batches
 from transfer.training.fitting import EPOCH_MODELS
@@ -108,51 +106,13 @@ def test_cached_batches_read_every_sample_once_from_a_view_drawn_per_epoch(tmp_p
     np.testing.assert_array_equal(two.view == 1, mirrored.random(300) < 0.5)
 
 
-def test_cached_views_are_the_drawn_shifts_and_mirrors(tmp_path):
-    """The cache of K views holds K files; view k is the images mirrored where drawn (every
-    other view), each moved by its drawn offset (up to translation x side, both ends drawn),
-    the uncovered edge mirrored in; the same seed draws the same views, another seed others."""
+def test_the_cache_holds_the_images_and_their_mirrors(tmp_path):
+    """With flips the cache's second view is each training image mirrored left to right."""
     x = np.random.default_rng(0).integers(0, 256, (40, 12, 8, 3)).astype(np.float32)
-    drawn = views.drawn(7, 4, x.shape[:3], flip=True, translation=0.25)
-    assert [v.mirrored for v in drawn] == [False, True, False, True]
-    offsets = np.concatenate([v.offsets for v in drawn])
-    assert set(offsets[:, 0]) == set(range(-3, 4)) and set(offsets[:, 1]) == set(range(-2, 3))
-    cached = [cache(lambda b: b, x.shape[1:], x, 16, tmp_path, f"v{k}", view)
-              for k, view in enumerate(drawn)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"v{k}.f32" for k in range(4)]
-    h, w = x.shape[1:3]
-    for view, rows in zip(drawn, cached):
-        out = rows[np.arange(len(x))]
-        for i, (dy, dx) in enumerate(view.offsets):
-            image = x[i, :, ::-1] if view.mirrored else x[i]
-            np.testing.assert_array_equal(
-                out[i, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)],
-                image[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)])
-            if dy > 0:  # the row above the moved image is its first row, mirrored in
-                np.testing.assert_array_equal(out[i, dy - 1, max(dx, 0):w + min(dx, 0)],
-                                              image[0, max(-dx, 0):w - max(dx, 0)])
-    again = views.drawn(7, 4, x.shape[:3], flip=True, translation=0.25)
-    assert all(np.array_equal(a.offsets, b.offsets) for a, b in zip(drawn, again))
-    other = views.drawn(8, 4, x.shape[:3], flip=True, translation=0.25)
-    assert not np.array_equal(drawn[0].offsets, other[0].offsets)
-    plain = views.drawn(7, 2, x.shape[:3], flip=True, translation=0.0)
-    assert [v.mirrored for v in plain] == [False, True] and not plain[1].offsets.any()
-
-
-def test_resolution_schedule_and_batches_follow_it(tmp_path):
-    """Sizes grow linearly to the model's own; Batches resize each epoch to its size, as
-    keras.layers.Resizing does; validation stays at the model's size."""
-    assert progressive_resizing.schedule(64, 96, 5) == [64, 72, 80, 88, 96]
-    assert progressive_resizing.schedule(64, 128, 1) == [128]
-    x = np.random.default_rng(0).uniform(0, 255, (10, 16, 16, 3)).astype(np.float32)
-    batches = Batches(x, np.arange(10), 4, seed=0, sizes=[24, 32])
-    sides = []
-    for _ in range(3):
-        sides.append({batches[i][0].shape[1] for i in range(len(batches))})
-        batches.on_epoch_end()
-    assert sides == [{24}, {32}, {32}]
-    first, _ = Batches(x, np.arange(10), 10, seed=0, shuffle=False, sizes=[32])[0]
-    np.testing.assert_allclose(first, keras.layers.Resizing(32, 32)(x), atol=1e-4)
+    plain, mirror = (cache(lambda b: b, x.shape[1:], x, 16, tmp_path, f"v{k}", mirror=k == 1)
+                     for k in range(2))
+    np.testing.assert_array_equal(plain[np.arange(40)], x)
+    np.testing.assert_array_equal(mirror[np.arange(40)], x[:, :, ::-1])
 
 
 def test_smoothed_loss_is_crossentropy_against_smoothed_labels():
@@ -166,25 +126,24 @@ def test_smoothed_loss_is_crossentropy_against_smoothed_labels():
         -np.log(probs[[0, 1], labels]).mean(), rel=1e-5)
 
 
-def test_progressive_resizing_end_to_end_with_every_epoch_kept(workdir, tiny_folder,
-                                                               monkeypatch):
-    """With finetune.start_size (and layer-wise rates, label smoothing) the stage trains on
-    growing sizes and saves a model that resizes to model.input_size; TRANSFER_EPOCH_MODELS
-    keeps each fine-tuning epoch's model, which takes images of any size."""
+def test_augmented_images_end_to_end_with_every_epoch_kept(workdir, tiny_folder, monkeypatch):
+    """With rotation and zoom (the whole base on images) and label smoothing the stage saves a
+    model that resizes to model.input_size; TRANSFER_EPOCH_MODELS keeps each fine-tuning
+    epoch's model."""
     monkeypatch.setenv(EPOCH_MODELS, str(workdir / "epochs"))
     write_params(workdir, **tiny_params(
         tiny_folder, model={"input_size": 48},
-        finetune={"layers": "all", "epochs": 2, "start_size": 32, "label_smoothing": 0.1,
-                  "bottom_rate": 0.1}))
+        finetune={"layers": "all", "epochs": 2, "label_smoothing": 0.1,
+                  "augment": {"rotation": 0.1, "zoom": 0.1}}))
     run_stages("fetch", "features", "train", "finetune")
     final = keras.models.load_model("models/finetuned.keras")
     assert final.input.shape[1:] == (16, 16, 3)
-    assert progressive_resizing.input_size(final) == 48
+    assert final.get_layer("resize").output.shape[1:3] == (48, 48)
     kept = sorted(p.name for p in (workdir / "epochs/finetune").iterdir())
     first = read_json("dvclive/train/metrics.json")["epochs"]
     assert kept == [f"epoch-{first + 1:02d}.keras", f"epoch-{first + 2:02d}.keras"]
     epoch = keras.models.load_model(workdir / "epochs/finetune" / kept[-1], compile=False)
-    assert epoch.input.shape[1:3] == (None, None)
+    assert epoch.input.shape[1:] == (16, 16, 3)
     assert (workdir / "epochs/train").is_dir()
     for stage in ("train", "finetune"):  # the summary's best epoch is the one Keras printed
         with open(f"dvclive/{stage}/plots/metrics/eval/accuracy.tsv") as f:

@@ -264,9 +264,9 @@ def test_paper_has_every_section_and_figure(project):
     assert paper.index("figures/hero.png") < paper.index("## Abstract")
     assert "### Motivation\n\nTo test the paper." in paper
     assert "**lr-high.** A learning rate ten times higher." in paper
-    cache = read_json(project.repo / "dvclive/finetune/metrics.json")["cache_bytes"]
-    assert cache > 0 and (f"computed once for each of 2 fixed views of every training image "
-                          f"(the image and its mirror) and cached, {size(cache)} on disk") in paper
+    cache = read_json(project.repo / "metrics/resolved/finetune.json")["how"]["cache_bytes"]
+    assert cache > 0 and (f"computed once for every training image and its mirror and cached, "
+                          f"{size(cache)} on disk") in paper
 
 
 def test_article_is_the_story_and_the_paper_the_record(project):

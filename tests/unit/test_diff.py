@@ -36,8 +36,10 @@ class FakeRun(diff.Run):
         return self.files[str(path)]
 
 
-def fake_run(name: str, predicted: list[str], changes: dict, paper: str) -> FakeRun:
-    """A run of the project's params with `changes`, predicting `predicted` on ACTUAL."""
+def fake_run(name: str, predicted: list[str], changes: dict, paper: str,
+             resolved: dict | None = None) -> FakeRun:
+    """A run of the project's params with `changes`, predicting `predicted` on ACTUAL; with
+    `resolved` ({stage: its sections}), the records of what its stages resolved."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value in changes.items():
         section, leaf = key.split(".")
@@ -61,7 +63,9 @@ def fake_run(name: str, predicted: list[str], changes: dict, paper: str) -> Fake
         "metrics/evaluate.json": json.dumps({"finetuned": {"per_class_accuracy": per_class}}),
         "data/prepared/classes.json": json.dumps(CLASSES),
         "data/prepared/test_x.npy": images.getvalue(),
-        "report/paper.md": paper})
+        "report/paper.md": paper,
+        **{f"metrics/resolved/{stage}.json": json.dumps({"params": sections, "how": {}})
+           for stage, sections in (resolved or {}).items()}})
 
 
 PAPER = "# Title\n\nThe head reached 50.0%. Fine-tuning reached {acc}.\n\n| a | b |\n|---|---|\n"
@@ -88,6 +92,19 @@ def test_diff_page_has_every_part(tmp_path):
     assert "- **slow:** Fine-tuning reached 66.7%." in text
     assert "- **fast:** Fine-tuning reached 83.3%." in text
     assert "The head reached" not in text.split("## The paper")[1]
+
+
+def test_the_params_show_what_auto_became(tmp_path):
+    """Both runs ask for `auto`; their records say what it became: the row shows both, and an
+    `auto` both resolved alike is no row."""
+    ran = {"fetch": {"model": {"input_size": 128}}}
+    a = fake_run("a", ACTUAL, {}, PAPER.format(acc="x"),
+                 {**ran, "finetune": {"finetune": {"batch_size": 128, "layers": 78}}})
+    b = fake_run("b", ACTUAL, {}, PAPER.format(acc="x"),
+                 {**ran, "finetune": {"finetune": {"batch_size": 64, "layers": 78}}})
+    table = diff.markdown(a, b, 12, tmp_path).split("## Params")[1].split("## Headline")[0]
+    assert "| `finetune.batch_size` | `auto → 128` | `auto → 64` |" in table
+    assert "input_size" not in table and "finetune.layers" not in table
 
 
 def test_runs_on_different_test_sets_are_not_paired(tmp_path):

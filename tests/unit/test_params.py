@@ -141,14 +141,6 @@ def test_out_of_range(workdir, section, key, value):
     assert "is not allowed" in message
 
 
-def test_one_cached_view_cannot_hold_the_flip(workdir):
-    """finetune.augment.views 1 with flip true would drop the flip: refused, naming both."""
-    message = load_error(workdir, finetune={"augment": {"views": 1}})
-    assert message.startswith("finetune.augment.views=1 is not allowed") and "flip" in message
-    assert load_params(write_params(workdir, finetune={"augment": {
-        "views": 1, "flip": False}})).finetune.augment.views == 1
-
-
 def test_folder_source_needs_an_existing_path(workdir):
     """data.source folder with a path that does not exist names data.path."""
     missing = workdir / "no-such-dataset"
@@ -225,7 +217,6 @@ def test_stage_reports_bad_param_in_one_line(workdir, sections, expected, stage)
     ({"model": {"input_size": 16}}, "model.input_size=16"),
     ({"finetune": {"batch_size": 0}}, "finetune.batch_size=0"),
     ({"finetune": {"learning_rate": "fast"}}, "finetune.learning_rate='fast'"),
-    ({"finetune": {"augment": {"zoom": 1.5}}}, "finetune.augment.zoom=1.5"),
     ({"data": {"val_min": -1}}, "data.val_min=-1")])
 def test_auto_params_take_auto_or_an_allowed_value(workdir, sections, start):
     """A recipe param is `auto` or an explicit value in range; anything else is one line that

@@ -14,6 +14,7 @@ from PIL import Image
 from transfer import fetch
 from transfer.params.training import AugmentParams, FinetuneParams, TrainParams
 from transfer.runtime.files import read_json
+from transfer.runtime.paths import RESOLVED
 from transfer.training import auto_params, recipe
 
 PREPARED = Path("data/prepared")
@@ -30,7 +31,8 @@ def photos(root: Path, classes: list[str], n_train: int, n_test: int,
 
 def fetched(workdir: Path, folder: Path, model: dict | None = None, **data: object) -> dict:
     """Run `fetch` on `folder` with tiny params (without their explicit input size unless
-    `model` gives one); dataset.json and the per-class counts of each split."""
+    `model` gives one); dataset.json, the input size fetch resolved and the per-class counts of
+    each split."""
     params = tiny_params(folder, data=data)
     params["model"] = {"backbone": "EfficientNetLite0", "input_size": "auto", **(model or {})}
     params["data"]["image_size"] = None
@@ -38,7 +40,8 @@ def fetched(workdir: Path, folder: Path, model: dict | None = None, **data: obje
     fetch.main()
     counts = {split: np.bincount(np.load(PREPARED / f"{split}_y.npy")).tolist()
               for split in ("train", "val", "test")}
-    return {**read_json(PREPARED / "dataset.json"), "counts": counts}
+    input_size = read_json(RESOLVED / "fetch.json")["params"]["model"]["input_size"]
+    return {**read_json(PREPARED / "dataset.json"), "input_size": input_size, "counts": counts}
 
 
 def test_auto_input_size_for_thumbnails_and_photos(workdir, tmp_path):
@@ -85,7 +88,7 @@ def test_validation_minimum_leaves_half_of_a_small_class_for_training(workdir, t
 def test_small_data_gets_smaller_batches_and_a_lower_rate(n_train, batch, rate):
     """The fine-tuning batch halves (to 16 at least) until an epoch has 50 steps, the learning
     rate follows it linearly; 5 epochs of 670 images are 210 steps, not the 30 of batch 128."""
-    p = auto_params.resolved_finetune(FinetuneParams(), n_train, image_side=224)
+    p = auto_params.resolved_finetune(FinetuneParams(), n_train)
     assert (p.batch_size, p.learning_rate) == (batch, pytest.approx(rate))
     if n_train == 670:
         assert p.epochs * -(-n_train // p.batch_size) == 210
@@ -96,31 +99,25 @@ def test_cifar10_keeps_its_tuned_recipe():
     exactly the explicit values validation chose for CIFAR-10."""
     assert recipe.input_size(224, 32) == 128
     assert recipe.input_size(224, 8) == 32  # the smallest input allowed
-    tuned = FinetuneParams(batch_size=128, learning_rate=1e-3,
-                           augment=AugmentParams(rotation=0.0, zoom=0.0, translation=0.0,
-                                                 views=2))
-    assert auto_params.resolved_finetune(FinetuneParams(), 45_000, 32) == tuned
-    assert tuned.cacheable
+    tuned = FinetuneParams(batch_size=128, learning_rate=1e-3)
+    assert auto_params.resolved_finetune(FinetuneParams(), 45_000) == tuned
+    assert tuned.augment.flip and tuned.augment.cacheable
 
 
-def test_photos_get_flips_only_and_explicit_values_win():
-    """Photos: flips, no rotation, zoom or translation (measured on three photo sets); any
-    explicit value is kept as written."""
-    auto = auto_params.resolved_finetune(FinetuneParams(), 1_000, 224)
-    assert auto.augment.flip and (auto.augment.rotation, auto.augment.zoom,
-                                  auto.augment.translation) == (0, 0, 0)
+def test_explicit_values_win():
+    """Any explicit batch size, rate or augmentation is kept as written; an `auto` rate
+    follows an explicit batch."""
     mine = FinetuneParams(batch_size=32, learning_rate=3e-4,
-                          augment=AugmentParams(rotation=0.0, zoom=0.2, translation=0.1,
-                                                views=3))
-    assert auto_params.resolved_finetune(mine, 1_000, 224) == mine
+                          augment=AugmentParams(rotation=0.0, zoom=0.2))
+    assert auto_params.resolved_finetune(mine, 1_000) == mine
     half = mine.model_copy(update={"learning_rate": "auto"})
-    assert auto_params.resolved_finetune(half, 1_000, 224).learning_rate == pytest.approx(2.5e-4)
+    assert auto_params.resolved_finetune(half, 1_000).learning_rate == pytest.approx(2.5e-4)
 
 
 def test_thumbnails_fine_tune_the_base_above_the_cached_stride():
     """`finetune.layers: auto` on thumbnails with flips only: the layers above the smallest
-    activation at CACHED_STRIDE; photos, other augmentation, progressive resizing and a base
-    without that stride: all of them; an explicit value wins."""
+    activation at CACHED_STRIDE; photos, other augmentation and a base without that stride:
+    all of them; an explicit value wins."""
     asked = []
 
     def above(stride: int) -> int | None:
@@ -128,13 +125,13 @@ def test_thumbnails_fine_tune_the_base_above_the_cached_stride():
         asked.append(stride)
         return 78 if stride == 16 else None
 
-    thumbs = auto_params.resolved_finetune(FinetuneParams(), 45_000, 32)
+    thumbs = auto_params.resolved_finetune(FinetuneParams(), 45_000)
     assert auto_params.finetune_layers(thumbs, 32, above) == 78
     assert asked == [recipe.CACHED_STRIDE] == [16]
-    photo = auto_params.resolved_finetune(FinetuneParams(), 1_000, 224)
+    photo = auto_params.resolved_finetune(FinetuneParams(), 1_000)
     assert auto_params.finetune_layers(photo, 224, above) == "all"
-    for change in ({"augment": AugmentParams(rotation=0.1, zoom=0.0)}, {"start_size": 64}):
-        assert auto_params.finetune_layers(thumbs.model_copy(update=change), 32, above) == "all"
+    rotated = thumbs.model_copy(update={"augment": AugmentParams(rotation=0.1)})
+    assert auto_params.finetune_layers(rotated, 32, above) == "all"
     assert auto_params.finetune_layers(thumbs, 32, lambda stride: None) == "all"
     for mine in ("all", 20, 0):
         assert auto_params.finetune_layers(thumbs.model_copy(update={"layers": mine}), 32,
@@ -179,5 +176,7 @@ def test_the_paper_says_what_the_rules_gave(workdir, tiny_folder):
     # MobileNetV2: 64 layers above its smallest activation at stride 16
     assert "The top 64 layers of the base, except BatchNormalization layers, were" in methods
     assert "the base's smallest activation at stride 16" in methods
-    assert read_json(Path("dvclive/finetune/metrics.json"))["batch_size"] == 16
-    assert read_json(Path("dvclive/finetune/metrics.json"))["layers"] == 64
+    ran = read_json(RESOLVED / "finetune.json")
+    assert (ran["params"]["finetune"]["batch_size"], ran["params"]["finetune"]["layers"]) == \
+        (16, 64)
+    assert ran["how"]["cached_stride"] == 16

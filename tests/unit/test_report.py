@@ -4,6 +4,7 @@ outside any git repository."""
 from __future__ import annotations
 
 import contextlib
+import json
 import dataclasses
 import re
 import shutil
@@ -282,6 +283,24 @@ def test_fit_verdict_follows_its_numbers(train, validation, improving, says, nev
     sentence = fit_sentence("fine-tuning", train, validation, improving, "dropout")
     assert says in sentence and never not in sentence, sentence
     assert f"training accuracy was {100 * train:.1f}%" in sentence
+
+
+def test_the_paper_reads_what_the_stages_resolved(workdir, skipped_run):
+    """The paper takes the input size and the head's batch from the stages' records
+    (`metrics/resolved/`), not from params.yaml or a rule: values no params could give here
+    show up in Methods."""
+    shutil.copytree(skipped_run, workdir, dirs_exist_ok=True)
+    for stage, section, key, value in (("fetch", "model", "input_size", 77),
+                                       ("train", "train", "batch_size", 19)):
+        path = workdir / f"metrics/resolved/{stage}.json"
+        record = json.loads(path.read_text())
+        assert record["params"][section][key] != value
+        record["params"][section][key] = value
+        path.write_text(json.dumps(record))
+    run_stages("report")
+    methods = (workdir / "report/paper.md").read_text().split("## Materials and Methods")[1]
+    assert "resized to 77×77 inside the model" in methods
+    assert "batch size 19)" in methods.split("## Results")[0]
 
 
 def test_paper_names_no_target_the_user_did_not_set(workdir, skipped_run):

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras.src.applications.efficientnet import DEFAULT_BLOCKS_ARGS, EfficientNet
 
 from transfer.models import torch_checkpoint
+from transfer.models.keras_internals import DEFAULT_BLOCKS_ARGS, EfficientNet
 from transfer.models.torch_checkpoint import read_state_dict
 from transfer.params.catalogue import lite_package
 from transfer.runtime.errors import UserError

@@ -81,14 +81,14 @@ def runner(model: keras.Model, engine: str) -> Runner:
 
 def predict_batches(run: Runner, x: np.ndarray, batch_size: int,
                     out: np.ndarray, desc: str = "",
-                    transform: Callable[[np.ndarray, slice], np.ndarray] | None = None) -> None:
+                    transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Write `run(transform(x))` into `out` batch by batch (x, out may be memory-mapped);
-    `run` maps a float32 batch to a model's output (see `runner`), `transform` a batch and
-    the rows of `x` it holds to what `run` is given."""
+    `run` maps a float32 batch to a model's output (see `runner`), `transform` a batch to what
+    `run` is given."""
     starts = range(0, len(x), batch_size)
     for start in progress(starts, len(starts), desc):
         rows = slice(start, start + batch_size)
         batch = np.asarray(x[rows], dtype=np.float32)
         if transform is not None:
-            batch = transform(batch, rows)
+            batch = transform(batch)
         out[rows] = run(batch)

@@ -15,9 +15,10 @@ from transfer.models.backbones import build_extractor
 from transfer.models.precision import in_precision
 from transfer.models.saving import save_model
 from transfer.params.model import FeaturesStageParams
+from transfer.params.resolved import read_resolved, with_resolved
 from transfer.runtime.devices import device_description
-from transfer.runtime.files import read_json, write_json
-from transfer.runtime.paths import DATASET, EXTRACTOR, FEATURES_METRICS, PREPARED
+from transfer.runtime.files import write_json
+from transfer.runtime.paths import EXTRACTOR, FEATURES_METRICS, PREPARED
 from transfer.runtime.stage import seed_everything
 
 
@@ -43,11 +44,10 @@ def extract(params: FeaturesStageParams, shard: int, shards: int, out: Path) -> 
     `seconds` is the time of the batches; `prepare_seconds` that of readying the engine: its
     one-time costs (OpenVINO's conversion; the first batch, which traces or allocates), run on
     the first batch of the training split before the timed passes."""
-    m, p = params.model, params.features
+    m, p = with_resolved(params, [read_resolved("fetch")]).model, params.features  # input size
     seed_everything(params.seed)
     images = {split: load_split(PREPARED, split)[0] for split in SPLITS}  # memory-mapped
-    input_size = read_json(DATASET)["input_size"]  # model.input_size, resolved by fetch
-    extractor = build_extractor(m.backbone, m.weights, input_size, images["train"].shape[1],
+    extractor = build_extractor(m.backbone, m.weights, m.input_size, images["train"].shape[1],
                                 m.cut_layer)
     model = in_precision(extractor, p.precision)
     model.jit_compile = p.jit_compile

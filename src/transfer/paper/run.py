@@ -24,6 +24,7 @@ from transfer.data import cifar10
 from transfer.data.arrays import SPLITS
 from transfer.paper.experiments import Experiment, compared_runs, experiment_log, raw_params
 from transfer.paper.notes import read_notes
+from transfer.params.resolved import read_resolved, with_resolved
 from transfer.params.whole import Params
 from transfer.runtime.files import read_json
 from transfer.runtime.paths import (
@@ -78,6 +79,7 @@ class Run:
     features: Mapping
     head_live: Mapping
     tune_live: Mapping
+    tuning: Mapping  # how fine-tuning ran (`metrics/resolved/finetune.json`'s `how`)
     curves: Mapping  # phase ("head", "fine-tuning") -> metric -> "train" | "validation" -> (x, y)
     evaluation: Mapping
     predictions: tuple[Mapping[str, str], ...]
@@ -101,7 +103,7 @@ class Run:
     @property
     def cached(self) -> bool:
         """Whether fine-tuning trained on the activation cache (the frozen bottom run once)."""
-        return bool(self.tune_live.get("cache_bytes"))
+        return bool(self.tuning["cache_bytes"])
 
     @property
     def cifar10(self) -> bool:
@@ -145,19 +147,6 @@ def dataset_name(params: Params, classes: list[str] | tuple[str, ...]) -> str:
     return re.sub(r"(\.tar\.gz|\.tgz|\.tar|\.zip)$", "", Path(params.data.path).name)
 
 
-def resolved(params: Params, prepared: dict, head: dict, finetuned: dict) -> Params:
-    """`params` with each `auto` replaced by the value its stage recorded for this run:
-    `fetch` the input size (`prepared`), `train` its batch (`head`), `finetune` the rest."""
-    tuned = {key: finetuned[key] for key in ("layers", "batch_size", "learning_rate")
-             if key in finetuned}
-    return params.model_copy(update={
-        "model": params.model.model_copy(update={"input_size": prepared["input_size"]}),
-        "train": params.train.model_copy(update={"batch_size": head["batch_size"]}),
-        "finetune": params.finetune.model_copy(update={
-            **tuned, "augment": params.finetune.augment.model_copy(
-                update=finetuned.get("augment", {}))})})
-
-
 def provenance() -> Provenance:
     """The commit, its date, the library versions, dvc.lock's hashes and params.yaml."""
     lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").is_file() else {}
@@ -186,8 +175,9 @@ def load_run(params: Params) -> Run:
         predictions = list(csv.DictReader(f))
     study = read_json(STUDY_RESULTS) if STUDY_RESULTS.is_file() else None
     timed = STAGE_TIMES / "finetune.json"
+    records = [read_resolved(stage) for stage in ("fetch", "train", "finetune")]
     return Run(
-        params=resolved(params, prepared, head_live, tune_live), requested=params,
+        params=with_resolved(params, records), requested=params, tuning=frozen(records[-1]["how"]),
         dataset=dataset_name(params, classes), classes=classes,
         counts=frozen({s: len(np.load(PREPARED / f"{s}_y.npy", mmap_mode="r")) for s in SPLITS}),
         prepared=frozen(prepared), features=frozen(read_json(FEATURES_METRICS)),

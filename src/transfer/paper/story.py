@@ -15,7 +15,7 @@ from transfer.paper.checks import Checks
 from transfer.paper.escape import Markdown, markdown
 from transfer.paper.findings import Findings
 from transfer.paper.run import Run
-from transfer.paper.wording import code, percent, plural, points
+from transfer.paper.wording import code, percent, points
 from transfer.params.whole import Params
 from transfer.training.recipe import is_photo
 
@@ -101,8 +101,8 @@ def augmentation(params: Params, cached: bool) -> str:
     a = params.finetune.augment
     parts = (["random horizontal flips"] if a.flip else []) + [
         f"random {name} up to {value:g}" for name, value in
-        (("rotation", a.rotation), ("zoom", a.zoom), ("translation", a.translation)) if value]
-    return ", ".join(parts) + (f" ({a.views} cached views)" if cached and parts else "") \
+        (("rotation", a.rotation), ("zoom", a.zoom)) if value]
+    return ", ".join(parts) + (" (the image and its mirror cached)" if cached and parts else "") \
         or "none"
 
 
@@ -138,11 +138,11 @@ def choices(run: Run, found: Findings, checks: Checks, evidence_file: Path) -> t
         entries.append(Choice("Layers trained", markdown(layers),
                               reason("layers", asked.finetune.layers == "auto")))
         if run.cached:
-            stride = run.tune_live.get("cached_stride")
+            stride = run.tuning["cached_stride"]
             entries.append(Choice("Cached cut", markdown(
                 f"stride {stride}" if stride else "below the trained layers"), reason(
-                "cache", True, f"Here the cache held {plural(p.finetune.augment.views, 'view')} of "
-                f"each training image.")))
+                "cache", True, "Here the cache held each training image" + (
+                    " and its mirror." if p.finetune.augment.flip else "."))))
         own = ""
         if tune_fit:
             own = (f"Here validation accuracy was still rising at the last epoch "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import StrictBool, StrictInt, model_validator
+from pydantic import StrictBool, StrictInt
 
 from transfer.params.features import FeaturesParams
 from transfer.params.fields import (
@@ -18,7 +18,6 @@ from transfer.params.fields import (
     either,
     rule,
 )
-from transfer.runtime.errors import ParamError
 
 
 class TrainParams(Section):
@@ -34,29 +33,18 @@ class TrainParams(Section):
 
 
 class AugmentParams(Section):
-    """`finetune.augment`: Keras preprocessing layers applied while fine-tuning, or, over the
-    activation cache, `views` fixed flipped and translated copies of each training image."""
+    """`finetune.augment`: Keras preprocessing layers applied while fine-tuning; over the
+    activation cache, flips as two cached copies of each training image (it and its mirror)."""
 
     flip: StrictBool = True
-    rotation: auto(float, lambda v: 0 <= v < 1, "a number in [0, 1)") = "auto"
-    zoom: auto(float, lambda v: 0 <= v < 1, "a number in [0, 1)") = "auto"
-    translation: auto(float, lambda v: 0 <= v < 1, "a number in [0, 1)") = "auto"
-    views: auto(int, lambda v: v >= 1, "an integer >= 1") = "auto"
+    rotation: Number = rule(0.0, "a number in [0, 1)", ge=0, lt=1)
+    zoom: Number = rule(0.0, "a number in [0, 1)", ge=0, lt=1)
 
     @property
     def cacheable(self) -> bool:
-        """True when the activation cache can serve this augmentation: flips and translations
-        (as cached views), no rotation or zoom."""
+        """True when the activation cache can serve this augmentation: flips, no rotation or
+        zoom."""
         return self.rotation == self.zoom == 0
-
-    @model_validator(mode="after")
-    def _views_hold_the_flip(self) -> Self:
-        """One cached view of each image cannot be both the image and its mirror."""
-        if self.flip and self.views == 1:
-            raise ParamError("finetune.augment.views=1 is not allowed with finetune.augment."
-                             "flip: true: 'auto' or an integer >= 2 (every other view is "
-                             "mirrored), or set flip: false")
-        return self
 
 
 class FinetuneParams(Section):
@@ -69,21 +57,11 @@ class FinetuneParams(Section):
     learning_rate: auto(float, lambda v: v > 0, "a number > 0") = "auto"
     weight_decay: Number = rule(0.05, "a number >= 0", ge=0)
     warmup: Number = rule(0.05, "a number in [0, 1)", ge=0, lt=1)
-    bottom_rate: Number = rule(1.0, "a number in (0, 1] (1: one rate for every layer)", gt=0,
-                               le=1)
     label_smoothing: Number = rule(0.0, "a number in [0, 1)", ge=0, lt=1)
-    start_size: StrictInt | None = rule(
-        None, "null (model.input_size throughout) or an integer >= 32", ge=32)
     precision: Literal[PRECISIONS] = rule("float32", " | ".join(PRECISIONS))
     jit_compile: StrictBool = False
     strategy: Literal[STRATEGIES] = rule("auto", " | ".join(STRATEGIES))
     augment: AugmentParams = AugmentParams()
-
-    @property
-    def cacheable(self) -> bool:
-        """True when the activation cache can serve the run: no rotation or zoom, one input
-        size."""
-        return self.augment.cacheable and not self.start_size
 
 
 class TrainStageParams(StageParams):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 STAGE_TIMES = Path("metrics/time")  # <stage>.json: the stage's wall seconds and peak memory
+RESOLVED = Path("metrics/resolved")  # <stage>.json: the params it ran with (params.resolved)
 RUN_STAGES = ("fetch", "features", "audit", "train", "finetune", "evaluate")  # a run's wall time
 STUDY = Path("study")  # runs.yaml: the study's runs (transfer.study); results.json: their results
 STUDY_RUNS = STUDY / "runs.yaml"

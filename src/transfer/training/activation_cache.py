@@ -4,11 +4,8 @@ With `finetune.layers` a number, the layers below the lowest unfrozen one are a 
 (inference mode, weights frozen). `split_below` cuts the extractor into that bottom and a
 trainable top at the deepest single tensor; the bottom runs once over the images (on
 `features.engine`) and its output is written to disk, and each epoch runs only the top on
-those rows. Augmentation survives as `finetune.augment.views` fixed views of each training
-image, every other one mirrored (with `flip`), each moved by its own random offset of up to
-`finetune.augment.translation` of the side (`transfer.data.views`); each epoch draws one view
-per image (`transfer.training.batches`). Two views without translation: the image and its
-mirror.
+those rows. Flips survive as two cached views of each training image, the image and its
+mirror; each epoch draws one of them per image (`transfer.training.batches`).
 """
 
 from __future__ import annotations
@@ -23,11 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transfer.data import views
 from transfer.models import engines
 from transfer.models.unfreezing import backbone_layers
 from transfer.params.training import FinetuneStageParams
-from transfer.training import distribute, progressive_resizing
+from transfer.training import distribute
 from transfer.training.batches import Batches
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -65,13 +61,18 @@ class DiskRows:
         return out
 
 
+def mirrored(batch: np.ndarray) -> np.ndarray:
+    """The images `batch` mirrored left to right."""
+    return batch[:, :, ::-1]
+
+
 def cache(run: engines.Runner, shape: tuple[int, ...], x: np.ndarray, batch_size: int,
-          directory: Path, name: str, view: views.View | None = None) -> DiskRows:
-    """Run `run` over images `x` (as `view` moves and mirrors them) into a file of float32
-    rows of `shape`."""
+          directory: Path, name: str, mirror: bool = False) -> DiskRows:
+    """Run `run` over images `x` (mirrored with `mirror`) into a file of float32 rows of
+    `shape`."""
     out = DiskRows(directory / f"{name}.f32", (len(x), *shape))
     engines.predict_batches(run, x, batch_size, out, desc=f"cache {name}",
-                            transform=view.apply if view else None)
+                            transform=mirrored if mirror else None)
     return out
 
 
@@ -80,23 +81,29 @@ def disk_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.glob("*.f32"))
 
 
-def _inbound(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    """The layers whose outputs `layer` consumes."""
-    return [t._keras_history.operation for node in layer._inbound_nodes
-            for t in node.input_tensors]
+def sources(node: object) -> list[str]:
+    """The names of the layers whose outputs a serialized node (or any part of one) reads."""
+    if isinstance(node, dict):
+        history = node.get("config", {}).get("keras_history") \
+            if node.get("class_name") == "__keras_tensor__" else None
+        return [history[0]] if history else [name for value in node.values()
+                                            for name in sources(value)]
+    if isinstance(node, list | tuple):
+        return [name for value in node for name in sources(value)]
+    return []
 
 
 def cut_positions(extractor: keras.Model) -> list[int]:
     """Positions of the layers whose output is a single-tensor cut: everything above such a
     layer depends on the input only through its output."""
     layers = extractor.layers
-    position = {id(layer): i for i, layer in enumerate(layers)}
+    position = {layer.name: i for i, layer in enumerate(layers)}
+    reads = {layer["name"]: [position[name] for name in sources(layer["inbound_nodes"])]
+             for layer in extractor.get_config()["layers"]}  # the graph, through public API
     # lowest[i]: the lowest layer position read by any layer at position >= i.
     lowest = [len(layers)] * (len(layers) + 1)
     for i in range(len(layers) - 1, -1, -1):
-        reads = [position[id(src)] for src in _inbound(layers[i])
-                 if id(src) in position]  # not the nodes of models split from it
-        lowest[i] = min([lowest[i + 1], *reads])
+        lowest[i] = min([lowest[i + 1], *reads[layers[i].name]])
     return [c for c in range(len(layers)) if lowest[c + 1] >= c]
 
 
@@ -117,7 +124,9 @@ def layers_above_stride(extractor: keras.Model, stride: int) -> int | None:
     """How many top backbone layers to unfreeze so that the frozen bottom ends at the smallest
     single-tensor activation at `stride` (the deepest of equals): the cheapest cache of the
     base up to that stride. None when the base has no such activation."""
-    layers, size = extractor.layers, progressive_resizing.input_size(extractor)
+    layers = extractor.layers
+    size = (extractor.get_layer("resize") if "resize" in [layer.name for layer in layers]
+            else layers[0]).output.shape[1]  # the side the extractor resizes its images to
     backbone = backbone_layers(extractor)
     shapes = {c: layers[c].output.shape for c in cut_positions(extractor)
               if layers[c] in backbone}
@@ -144,18 +153,17 @@ def on_activations(extractor: keras.Model, head: keras.Model, first: keras.layer
         acts = keras.Input(top.input.shape[1:])
         model = keras.Model(acts, head(top(acts, training=False)))
     (x_train, y_train), (x_val, y_val) = train, val
-    a = p.augment
-    engine = engines.choose(params.features.engine, len(x_train) * a.views + len(x_val),
+    views = 1 + p.augment.flip
+    engine = engines.choose(params.features.engine, len(x_train) * views + len(x_val),
                             p.precision)
     start = time.perf_counter()
     run, shape = engines.runner(bottom, engine), bottom.output.shape[1:]
-    drawn = views.drawn(params.seed, a.views, x_train.shape[:3], a.flip, a.translation)
-    train_views = [cache(run, shape, x_train, bs, tmp, f"train_view{k}", view)
-                   for k, view in enumerate(drawn)]
+    train_views = [cache(run, shape, x_train, bs, tmp, f"train_view{k}", mirror=k == 1)
+                   for k in range(views)]
     batches = (Batches(train_views, y_train, batch_size, params.seed),
                Batches(cache(run, shape, x_val, bs, tmp, "val"), y_val, batch_size, params.seed,
                        shuffle=False))
-    print(f"finetune: cached the frozen bottom's activations of {a.views} views of the "
+    print(f"finetune: cached the frozen bottom's activations of {views} views of the "
           f"training images with {engine} in {time.perf_counter() - start:.1f}s, "
           f"{disk_bytes(tmp) / 2**30:.2f} GiB on disk")
     return model, *batches

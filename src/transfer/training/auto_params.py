@@ -15,19 +15,12 @@ def resolved_train(p: TrainParams, n_train: int) -> TrainParams:
         update={"batch_size": recipe.batch_size(n_train, recipe.HEAD_BATCH)})
 
 
-def resolved_finetune(p: FinetuneParams, n_train: int, image_side: int) -> FinetuneParams:
-    """`p` with each `auto` replaced by the rule's value for `n_train` training images stored
-    at `image_side` pixels."""
+def resolved_finetune(p: FinetuneParams, n_train: int) -> FinetuneParams:
+    """`p` with an `auto` batch size and learning rate replaced by the rules' values for
+    `n_train` training images."""
     batch = recipe.batch_size(n_train) if p.batch_size == "auto" else p.batch_size
-    factor = recipe.augment_factor(image_side)
-    a = p.augment.model_copy(update={
-        name: factor for name in ("rotation", "zoom") if getattr(p.augment, name) == "auto"})
-    if a.translation == "auto":
-        a = a.model_copy(update={"translation": recipe.translation(image_side)})
-    augment = a if a.views != "auto" else a.model_copy(
-        update={"views": recipe.views(a.flip, a.translation)})
     return p.model_copy(update={
-        "batch_size": batch, "augment": augment,
+        "batch_size": batch,
         "learning_rate": (recipe.learning_rate(batch) if p.learning_rate == "auto"
                           else p.learning_rate)})
 
@@ -41,6 +34,6 @@ def finetune_layers(p: FinetuneParams, image_side: int,
     them."""
     if p.layers != "auto":
         return p.layers
-    cacheable = p.cacheable and not recipe.is_photo(image_side)
+    cacheable = p.augment.cacheable and not recipe.is_photo(image_side)
     layers = layers_above_stride(recipe.CACHED_STRIDE) if cacheable else None
     return "all" if layers is None else layers

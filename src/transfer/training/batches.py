@@ -1,10 +1,8 @@
 """Shuffled (x, y) batches for `fit`, from arrays in memory or rows on disk.
 
-Given several views of the samples (a list of rows: cached activations of the images, their
-mirrors, their translated copies), each epoch takes every sample from one of them, drawn with
-equal chance: random augmentation over cached activations.
-Given a size per epoch (`sizes`), images are resized to it as `keras.layers.Resizing` does
-(progressive resizing, `transfer.training.progressive_resizing`).
+Given several views of the samples (a list of rows: cached activations of the images and of
+their mirrors), each epoch takes every sample from one of them, drawn with equal chance: random
+flips over cached activations.
 """
 
 from __future__ import annotations
@@ -31,14 +29,13 @@ class Batches(keras.utils.PyDataset):
     the same samples) and labels `y`."""
 
     def __init__(self, x: Rows | list[Rows], y: np.ndarray, batch_size: int, seed: int,
-                 shuffle: bool = True, sizes: list[int] | None = None) -> None:
+                 shuffle: bool = True) -> None:
         """Keep references to the arrays and draw the first epoch's order."""
         super().__init__()
         self.views = x if isinstance(x, list) else [x]
         self.y = y
-        self.batch_size, self.shuffle, self.sizes = batch_size, shuffle, sizes
+        self.batch_size, self.shuffle = batch_size, shuffle
         self.rng = np.random.default_rng(seed)
-        self.epoch = -1
         self.on_epoch_end()
 
     def __len__(self) -> int:
@@ -54,14 +51,10 @@ class Batches(keras.utils.PyDataset):
         x = np.empty((len(idx), *parts[0].shape[1:]), dtype=np.float32)
         for k, part in enumerate(parts):
             x[view == k] = part
-        size = self.sizes[min(self.epoch, len(self.sizes) - 1)] if self.sizes else x.shape[1]
-        if size != x.shape[1]:
-            x = np.asarray(keras.ops.image.resize(x, (size, size)))
         return x, self.y[idx]
 
     def on_epoch_end(self) -> None:
-        """Draw a new sample order and each sample's view; count the epoch."""
-        self.epoch += 1
+        """Draw a new sample order and each sample's view."""
         n, k = len(self.y), len(self.views)
         self.order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         # Uniform over the views; with two, view 1 (the mirror) where u < 0.5 as ever was.

@@ -62,8 +62,7 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
     tf.distribute splits each batch of such a pipeline between the replicas, so any number of
     them trains on the same global batches. (Given the PyDataset itself, it deals whole batches
     out to the replicas, and `fit` reshuffles the batch order on one device.) Its length is
-    declared, so `fit` knows the steps of an epoch; batches whose size changes by epoch
-    (`sizes`) leave the image sides unknown.
+    declared, so `fit` knows the steps of an epoch.
     """
     def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One epoch of `batches`, then a new order for the next."""
@@ -72,8 +71,7 @@ def as_dataset(batches: keras.utils.PyDataset) -> tf.data.Dataset:
         batches.on_epoch_end()
 
     x, y = batches[0]
-    sides = (None,) * (x.ndim - 2) if getattr(batches, "sizes", None) else x.shape[1:-1]
-    signature = (tf.TensorSpec((None, *sides, x.shape[-1]), x.dtype),
+    signature = (tf.TensorSpec((None, *x.shape[1:]), x.dtype),
                  tf.TensorSpec((None,), y.dtype))
     return (tf.data.Dataset.from_generator(epoch, output_signature=signature)
             .unbatch().batch(len(x))

@@ -66,7 +66,7 @@ def steps_of(data: object, batch_size: int | None) -> int | None:
 
 def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, checkpoint: Path,
                patience: int | None, first_epoch: int = 0, baseline: float | None = None,
-               record: dict | None = None, **fit_args) -> dict:
+               **fit_args) -> dict:
     """`model.fit` keeping the best validation epoch in `checkpoint`, logged to DVCLive in
     `live_dir` and to TensorBoard in `tensorboard` (if given), epochs numbered from
     `first_epoch`; returns the DVCLive summary (`best_epoch` counts from 1, as Keras prints
@@ -74,7 +74,7 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
 
     With a `baseline` validation accuracy, only an epoch that beats it is saved (the caller
     saved the starting weights in `checkpoint`), and the summary says whether one did
-    (`improved`). `record` is added to the summary as it is."""
+    (`improved`)."""
     callbacks = [keras.callbacks.ModelCheckpoint(
                      checkpoint, monitor="val_accuracy", save_best_only=True,
                      save_weights_only=str(checkpoint).endswith(".weights.h5"),
@@ -101,5 +101,4 @@ def fit_logged(model: keras.Model, live_dir: Path, tensorboard: Path | None, che
                             best_val_loss=float(history.history["val_loss"][best]))
         if baseline is not None:
             live.summary["improved"] = bool(val[best] > baseline)
-        live.summary.update(record or {})
     return live.summary

@@ -10,10 +10,8 @@ tuned value and scales to the data; an explicit value in params.yaml always wins
 - Batches: enough steps per epoch on a small dataset (at least STEPS_PER_EPOCH when the batch
   can shrink to MIN_BATCH), at most HEAD_BATCH for the head and BATCH for fine-tuning, whose
   learning rate follows the batch linearly (Goyal et al., 2017) from BASE_LEARNING_RATE at BATCH.
-- Augmentation: flips; photos random rotation and zoom by PHOTO_AUGMENT (none: flips alone did
-  as well or better on three photo sets, bench/results/tuning.md); thumbnails random
-  translations by up to THUMBNAIL_TRANSLATION of their side, served by the activation cache as
-  CACHED_VIEWS fixed views of each image (two, the image and its mirror, with no translation).
+- Augmentation: flips alone (rotation and zoom on three photo sets, translated views on
+  CIFAR-10: no gain, bench/results/tuning.md); `finetune.augment` turns rotation and zoom on.
 - Fine-tuned layers: photos the whole base; thumbnails (flips only) the layers above the
   smallest activation at CACHED_STRIDE, whose frozen bottom then runs once into the activation
   cache (`transfer.training.activation_cache`).
@@ -26,10 +24,7 @@ THUMBNAIL_SCALE, MIN_INPUT = 4, 32
 THUMBNAIL_MAX = 64  # stored sides up to this are thumbnails, larger ones photos
 BATCH, HEAD_BATCH, MIN_BATCH, STEPS_PER_EPOCH = 128, 256, 16, 50
 BASE_LEARNING_RATE = 1e-3  # AdamW's peak at BATCH, the whole base fine-tuned (CIFAR-10)
-PHOTO_AUGMENT = 0.0  # rotation (share of a full turn) and zoom for photos; 0.1 before issue 37
 CACHED_STRIDE = 16  # thumbnails: the base's layers up to this stride frozen and cached
-THUMBNAIL_TRANSLATION = 0.0  # thumbnails: random shifts up to this share of the side
-CACHED_VIEWS = 8  # cached views of each training image when they are translated
 
 
 def input_size(native: int, image_side: int | None) -> int:
@@ -59,19 +54,3 @@ def learning_rate(batch: int) -> float:
     """The fine-tuning learning rate for a batch of `batch` images (linear scaling)."""
     return BASE_LEARNING_RATE * batch / BATCH
 
-
-def augment_factor(image_side: int) -> float:
-    """Random rotation and zoom for fine-tuning: PHOTO_AUGMENT for photos, none for thumbnails."""
-    return PHOTO_AUGMENT if is_photo(image_side) else 0.0
-
-
-def translation(image_side: int) -> float:
-    """Random translation for fine-tuning: THUMBNAIL_TRANSLATION for thumbnails, none for
-    photos."""
-    return 0.0 if is_photo(image_side) else THUMBNAIL_TRANSLATION
-
-
-def views(flip: bool, translation: float) -> int:
-    """Cached views of each training image: CACHED_VIEWS when they are translated, else the
-    image and, with `flip`, its mirror."""
-    return CACHED_VIEWS if translation else 1 + flip
