@@ -281,8 +281,7 @@ def finetune_epochs(repo: Path, w: Workload) -> tuple[float, float, float]:
             else:
                 model, batches, val_batches = finetune.on_images(extractor, head, train, val,
                                                                  params, one_device)
-            model.compile(keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"])
+            finetune.compile_for(model, params.finetune, steps=len(batches))
             model.fit(as_dataset(batches), validation_data=as_dataset(val_batches), epochs=1,
                       verbose=0)
             seconds.append(time.perf_counter() - start)

@@ -104,6 +104,17 @@ def learning_rate_schedule(p: FinetuneParams, steps: int,
         warmup_steps=warmup)
 
 
+def compile_for(model: keras.Model, p: FinetuneParams, steps: int) -> None:
+    """Compile `model` to fine-tune as `p` says, over `steps` steps: AdamW on the warmup and
+    cosine schedule (loss scaling for float16), the cross-entropy with `p.label_smoothing`."""
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate_schedule(p, steps),
+                                       weight_decay=p.weight_decay)
+    if p.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer, loss=loss(model.output.shape[-1], p.label_smoothing),
+                  metrics=["accuracy"], jit_compile=p.jit_compile)
+
+
 def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStageParams,
               strategy: tf.distribute.Strategy, root: Path, first_epoch: int,
               head_val_accuracy: float) -> tuple[dict, int]:
@@ -126,13 +137,7 @@ def fine_tune(extractor: keras.Model, head: keras.Model, params: FinetuneStagePa
             model, train_batches, val_batches = on_images(extractor, head, train, val, params,
                                                           strategy)
         with strategy.scope():
-            optimizer = keras.optimizers.AdamW(
-                learning_rate=learning_rate_schedule(p, steps=p.epochs * len(train_batches)),
-                weight_decay=p.weight_decay)
-            if p.precision == "mixed_float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-            model.compile(optimizer, loss=loss(head.output.shape[-1], p.label_smoothing),
-                          metrics=["accuracy"], jit_compile=p.jit_compile)
+            compile_for(model, p, steps=p.epochs * len(train_batches))
         best = Path(tmp) / "best.weights.h5"
         with strategy.scope():  # built now, so the saved file and the trained model match
             model.optimizer.build(model.trainable_variables)

@@ -4,8 +4,8 @@ outside any git repository."""
 from __future__ import annotations
 
 import contextlib
-import json
 import dataclasses
+import json
 import re
 import shutil
 from datetime import date
