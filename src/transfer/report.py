@@ -129,7 +129,7 @@ def paper(params: Params) -> Paper:
     run = load_run(params)
     found, checked = findings(run), checks(run)
     studied, compared = study(run.study), experiments(run.experiments)
-    augmented = augmentation(run.params, run.cached)
+    augmented = augmentation(run.params)
     tables = {"parameters": parameters_table(run, augmented),
               "results": results_table(run, found),
               "confused": confused_table(run, found), **checked.tables}

@@ -96,14 +96,13 @@ def front(run: Run, found: Findings) -> Front:
                  date=p.report.date or run.provenance.commit_date, pdf_date=day)
 
 
-def augmentation(params: Params, cached: bool) -> str:
-    """The fine-tuning augmentation in words (`cached`: served from the activation cache)."""
+def augmentation(params: Params) -> str:
+    """The fine-tuning augmentation in words."""
     a = params.finetune.augment
     parts = (["random horizontal flips"] if a.flip else []) + [
         f"random {name} up to {value:g}" for name, value in
         (("rotation", a.rotation), ("zoom", a.zoom)) if value]
-    return ", ".join(parts) + (" (the image and its mirror cached)" if cached and parts else "") \
-        or "none"
+    return ", ".join(parts) or "none"
 
 
 def choices(run: Run, found: Findings, checks: Checks, evidence_file: Path) -> tuple[Choice, ...]:
@@ -153,7 +152,7 @@ def choices(run: Run, found: Findings, checks: Checks, evidence_file: Path) -> t
                    f"{p.finetune.epochs} ({percent(run.tune_live['best_val_accuracy'])}).")
         entries.append(Choice("Epochs", markdown(str(p.finetune.epochs)), reason(
             "epochs", asked.finetune.epochs == DEFAULTS.finetune.epochs, own)))
-        entries.append(Choice("Augmentation", markdown(augmentation(p, run.cached)), reason(
+        entries.append(Choice("Augmentation", markdown(augmentation(p)), reason(
             "augmentation", asked.finetune.augment == DEFAULTS.finetune.augment)))
     if p.evaluate.flip and found.unflipped:
         entries.append(Choice("Test-time flips", Markdown("on"), reason("flips", True, (
